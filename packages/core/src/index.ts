@@ -1,0 +1,13 @@
+/**
+ * @diffmem/core — the typed tensor contract, backends, noise schedules, schedulers, UNet2DModel,
+ * safetensors and training shared by every diffmem package.
+ * @packageDocumentation
+ */
+export * from './errors.js';
+export * from './tensor/types.js';
+export * from './tensor/validate.js';
+export * from './tensor/convert.js';
+export * from './random.js';
+export * from './backend/select.js';
+export * from './models/types.js';
+// --- module exports added by feature work below (one line each) ---

@@ -1,0 +1,99 @@
+/**
+ * Test helpers shared by every package's jest suites (exported as `@diffmem/core/testing`).
+ *
+ * - {@link describeOnBackends}: one conformance suite run on every backend available here, the
+ *   way tfjs runs its op tests per backend (wasm and cpu on a stock machine; tfjs-node when installed).
+ * - {@link expectNoTensorLeak}: asserts `tf.memory().numTensors` is unchanged by a call.
+ * - {@link sharedDataDir}: the real media folder `../shared/data`, or null with a skip reason.
+ * @module
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { availableBackends, type BackendChoice } from '../backend/select.js';
+
+declare const describe: (name: string, fn: () => void) => void;
+declare const beforeAll: (fn: () => unknown) => void;
+
+const TF_NAMES: Record<BackendChoice, string> = { 'node-gpu': 'tensorflow', node: 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
+
+let cached: BackendChoice[] | undefined;
+
+/**
+ * The backends conformance suites run on: env `DIFFMEM_TEST_BACKENDS` (comma list) or every one of
+ * wasm, cpu and node that initialises. Top-level `await` this in a test file before describing.
+ */
+export async function testBackends(): Promise<BackendChoice[]> {
+  if (cached) return cached;
+  const env = process.env['DIFFMEM_TEST_BACKENDS'];
+  const wanted = env ? (env.split(',').map((s) => s.trim()) as BackendChoice[]) : (['wasm', 'cpu', 'node'] as BackendChoice[]);
+  cached = await availableBackends(wanted);
+  return cached;
+}
+
+/**
+ * Registers `fn` once per available backend, inside a `describe('<name> [backend]')` whose
+ * `beforeAll` activates that backend. Call after `await testBackends()`.
+ */
+export function describeOnBackends(name: string, backends: readonly BackendChoice[], fn: (backend: BackendChoice) => void): void {
+  for (const b of backends) {
+    describe(`${name} [${b}]`, () => {
+      beforeAll(async () => {
+        await tf.setBackend(TF_NAMES[b]);
+        await tf.ready();
+      });
+      fn(b);
+    });
+  }
+}
+
+/** Distinct tensors reachable from a value (tensors, arrays, Maps and plain objects). */
+export function collectTensors(value: unknown, into: Set<number> = new Set(), depth = 0): Set<number> {
+  if (depth > 6 || value === null || typeof value !== 'object') return into;
+  if (value instanceof tf.Tensor) {
+    if (!value.isDisposed) into.add(value.id);
+    return into;
+  }
+  const items = value instanceof Map ? [...value.values()] : Array.isArray(value) ? value : Object.values(value);
+  for (const v of items) collectTensors(v, into, depth + 1);
+  return into;
+}
+
+/**
+ * Runs `fn` and throws unless the number of live tensors grew by exactly the number of tensors
+ * it returned (anything else was leaked or wrongly disposed); returns its result.
+ */
+export async function expectNoTensorLeak<T>(fn: () => T | Promise<T>, label = 'call'): Promise<T> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  const returned = collectTensors(out).size;
+  const after = tf.memory().numTensors;
+  if (after - before !== returned) {
+    throw new Error(`${label} leaked ${after - before - returned} tensor(s) (${before} → ${after}, ${returned} returned)`);
+  }
+  return out;
+}
+
+/** Repository root (the folder holding `packages/`), found from the working directory upwards. */
+export function repoRoot(start = process.cwd()): string {
+  let dir = path.resolve(start);
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'packages')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(start);
+    dir = up;
+  }
+}
+
+/**
+ * `../shared/data` beside the repository (real media for tests), or `null` when it is absent, in
+ * which case tests should skip and say why (`DIFFMEM_SHARED_DATA` overrides the location).
+ */
+export function sharedDataDir(): string | null {
+  const dir = process.env['DIFFMEM_SHARED_DATA'] ?? path.resolve(repoRoot(), '../shared/data');
+  return fs.existsSync(dir) ? dir : null;
+}
+
+/** Message used when real-data tests are skipped. */
+export const SHARED_DATA_MISSING =
+  'skipped: ../shared/data (real test media) is not beside this checkout; set DIFFMEM_SHARED_DATA to run these tests';

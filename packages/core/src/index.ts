@@ -11,3 +11,5 @@ export * from './random.js';
 export * from './backend/select.js';
 export * from './models/types.js';
 // --- module exports added by feature work below (one line each) ---
+export * from './io/image.js';
+export * from './data/dataset.js';

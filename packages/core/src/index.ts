@@ -3,6 +3,8 @@
  * safetensors and training shared by every diffmem package.
  * @packageDocumentation
  */
+import './backend/gradients.js';
+
 export * from './errors.js';
 export * from './tensor/types.js';
 export * from './tensor/validate.js';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, InputError } from '../errors.js';
-import { decodeImageBytes, IMAGE_EXTENSIONS, writeFileAtomic } from '../io/image.js';
+import { decodeImageBytes, IMAGE_EXTENSIONS, writeFileAtomicSync } from '../io/image.js';
 import { Generator } from '../random.js';
 import type { ImageBatch } from '../tensor/types.js';
 
@@ -372,7 +372,7 @@ export function groupIndices(m: Membership, group: MembershipGroup): number[] {
 
 /** Writes `membership.json` atomically. */
 export function saveMembership(file: string, m: Membership): void {
-  writeFileAtomic(file, JSON.stringify(m, null, 1));
+  writeFileAtomicSync(file, JSON.stringify(m, null, 1));
 }
 
 /** Reads and validates a `membership.json`. */

@@ -83,12 +83,27 @@ export function readImageFile(file: string, channels: 1 | 3 = 3): Image<'display
   return imageFromUint8(px.data, px.height, px.width, px.channels);
 }
 
-/** Writes `bytes` to `file` atomically (temp file in the same folder, then rename). */
-export function writeFileAtomic(file: string, bytes: Uint8Array | string): void {
+/**
+ * Synchronous twin of `writeFileAtomic`: writes to a temporary sibling, flushes it to disk and
+ * renames it over `file` (creating parent folders); the temporary file is removed on failure, so
+ * readers see the old file or the new one, never a torn one.
+ */
+export function writeFileAtomicSync(file: string, bytes: Uint8Array | string): void {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+  try {
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeFileSync(fd, bytes);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Encodes 8-bit interleaved pixels (1, 3 or 4 channels) as PNG bytes. */
@@ -115,7 +130,7 @@ export function encodePng(data: Uint8Array, width: number, height: number, chann
 export function writePng(file: string, image: Image<'display'>): void {
   assertRank(image, 3, 'image');
   const [h, w, c] = image.shape;
-  writeFileAtomic(file, encodePng(toUint8(image), w, h, c));
+  writeFileAtomicSync(file, encodePng(toUint8(image), w, h, c));
 }
 
 /**

@@ -15,3 +15,4 @@ export * from './models/types.js';
 // --- module exports added by feature work below (one line each) ---
 export * from './io/image.js';
 export * from './data/dataset.js';
+export * from './parallel/pool.js';

@@ -16,3 +16,4 @@ export * from './models/types.js';
 export * from './io/image.js';
 export * from './data/dataset.js';
 export * from './parallel/pool.js';
+export * from './models/empirical_denoiser.js';

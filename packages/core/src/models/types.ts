@@ -15,7 +15,12 @@ export interface DenoiserInfo {
   readonly sampleSize: number;
   readonly inChannels: number;
   readonly outChannels: number;
-  /** Number of classes for class-conditional models; `null` when unconditional. */
+  /**
+   * Rows of the class-embedding table for class-conditional models (diffusers'
+   * `num_class_embeds`), `null` when unconditional. Models trained for classifier-free guidance
+   * reserve one row as the "null" class (usually the last, `numClassEmbeds − 1`); callers always
+   * pass that id explicitly (`nullClassId`).
+   */
   readonly numClassEmbeds: number | null;
 }
 
@@ -25,8 +30,8 @@ export interface DenoiserInfo {
  * `predict` is synchronous and tidy-safe (call it inside `tf.tidy`); it does not dispose its
  * inputs and returns a new [N,H,W,outChannels] float32 tensor. `timestep` is one integer timestep
  * for the whole batch or a [N] tensor. `classLabels` ([N] int32) is required for class-conditional
- * models; for classifier-free guidance the "null" class is `numClassEmbeds` when the model was
- * trained with class dropout into an extra embedding row (see the trainer).
+ * models; for classifier-free guidance the "null" class is the extra embedding row the model was
+ * trained with under class dropout (the trainer's `nullClassId`, usually `numClassEmbeds − 1`).
  */
 export interface Denoiser {
   readonly info: DenoiserInfo;

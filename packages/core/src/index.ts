@@ -17,3 +17,5 @@ export * from './io/image.js';
 export * from './data/dataset.js';
 export * from './parallel/pool.js';
 export * from './models/empirical_denoiser.js';
+export * from './schedulers/index.js';
+export * from './pipelines/index.js';

@@ -394,3 +394,26 @@ export function loadMembership(file: string): Membership {
   });
   return m;
 }
+
+/**
+ * A serialisable description of where a dataset comes from, stored with checkpoints so audits
+ * can rebuild the exact training images (`dataset.json`).
+ */
+export type DatasetSpec =
+  | ({ source: 'mnist' } & DigitsOptions)
+  | ({ source: 'opencv-digits'; path: string } & DigitsOptions)
+  | ({ source: 'folder'; path: string; labelsFromSubfolders?: boolean } & LoadOptions);
+
+/** Loads the dataset a {@link DatasetSpec} describes. */
+export function loadDatasetFromSpec(spec: DatasetSpec): ImageDataset {
+  switch (spec.source) {
+    case 'mnist':
+      return loadEmbeddedDigits(spec);
+    case 'opencv-digits':
+      return loadDigitsSheet(spec.path, spec);
+    case 'folder':
+      return loadImageFolder(spec.path, spec);
+    default:
+      throw new ConfigError(`unknown dataset source ${JSON.stringify((spec as { source?: unknown }).source)}; use mnist, opencv-digits or folder`);
+  }
+}

@@ -1,0 +1,7 @@
+/**
+ * safetensors reading and writing.
+ * @module
+ */
+export * from './dtypes.js';
+export * from './safetensors.js';
+export * from './files.js';

@@ -11,6 +11,7 @@ export * from './tensor/validate.js';
 export * from './tensor/convert.js';
 export * from './random.js';
 export * from './backend/select.js';
+export * from './backend/kernels/index.js';
 export * from './models/types.js';
 // --- module exports added by feature work below (one line each) ---
 export * from './io/image.js';

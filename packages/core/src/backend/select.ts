@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
+import { registerCpuGradKernelFixes, registerWasmGradKernels } from './kernels/index.js';
 
 /** Names diffmem can select. `node-gpu` and `node` both register tfjs' `tensorflow` backend. */
 export type BackendChoice = 'node-gpu' | 'node' | 'wasm' | 'cpu';
@@ -104,6 +105,9 @@ export async function selectBackend(options: SelectBackendOptions = {}): Promise
       const ok = await tf.setBackend(name);
       if (!ok) throw new Error(`tf.setBackend('${name}') failed to initialise`);
       await tf.ready();
+      // Training and guidance need gradient kernels wasm lacks (and a cpu kernel fix).
+      if (name === 'wasm') registerWasmGradKernels();
+      if (name === 'cpu') registerCpuGradKernelFixes();
       const passed = attempts.map((a) => `${a.choice}: ${a.reason}`).join('; ');
       const reason =
         `using ${choice} (${MODULES[choice]})` + (passed ? `; passed over ${passed}` : '; first preference');

@@ -44,7 +44,7 @@ export class EmpiricalDenoiser implements Denoiser {
       throw new ConfigError(`labels need numClasses and one label per image (${o.labels.length} labels, ${n} images)`);
     }
     this.info = { sampleSize: h, inChannels: c, outChannels: c, numClassEmbeds: k === null ? null : k + 1 };
-    this.flat = tf.reshape(tf.clone(trainImages), [n, h * w * c]);
+    this.flat = tf.tidy(() => tf.reshape(tf.clone(trainImages), [n, h * w * c]));
     this.sqNorms = tf.tidy(() => tf.sum(tf.square(this.flat), 1));
     if (o.labels && k !== null) {
       const m = new Float32Array((k + 1) * n);

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/**
+ * The `diffmem` executable.
+ * @module
+ */
+import { buildProgram } from './program.js';
+
+await buildProgram().parseAsync(process.argv);

@@ -1,0 +1,106 @@
+/**
+ * `diffmem train`: train a small UNet2DModel DDPM on a dataset with a memorization split
+ * (k duplicated images × n copies, ordinary images, held-out images), checkpointing a diffusers
+ * pipeline folder that every audit command reads.
+ * @module
+ */
+import {
+  DDPMScheduler,
+  loadDatasetFromSpec,
+  makeMemorizationSplit,
+  smallUNetConfig,
+  trainUNet2D,
+  UNet2DModel,
+  type DatasetSpec,
+  type TrainResult,
+} from '@diffmem/core';
+import { ProgressBar } from '../progress.js';
+import { interruptSignal, type GlobalFlags } from '../util.js';
+
+/** Options of {@link runTrain} (the CLI flags, parsed). */
+export interface TrainCommandOptions extends GlobalFlags {
+  out: string;
+  data: string;
+  size: number;
+  channels: 1 | 3;
+  perClass?: number;
+  duplicated: number;
+  copies: number;
+  ordinary: number;
+  heldOut: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  widths: number[];
+  layers: number;
+  classConditional: boolean;
+  cfgDropout: number;
+  emaDecay: number;
+  checkpointEvery: number;
+  resume: boolean;
+  seed: number;
+}
+
+/** Turns `--data` into a dataset spec: `mnist`, `digits:PATH` (OpenCV sheet) or `folder:PATH`. */
+export function parseDataSpec(data: string, size: number, channels: 1 | 3, perClass?: number): DatasetSpec {
+  const [kind, ...rest] = data.split(':');
+  const p = rest.join(':');
+  const common = { size, channels, ...(perClass ? { perClass } : {}) };
+  if (kind === 'mnist') return { source: 'mnist', ...common };
+  if (kind === 'digits') return { source: 'opencv-digits', path: p, ...common };
+  if (kind === 'folder') return { source: 'folder', path: p, size, channels, fit: 'resize', labelsFromSubfolders: true };
+  throw new Error(`--data must be mnist, digits:PATH or folder:PATH, got "${data}"`);
+}
+
+/** Trains and returns the trainer's result (the model is written to `out`). */
+export async function runTrain(o: TrainCommandOptions): Promise<TrainResult & { out: string; params: number }> {
+  const spec = parseDataSpec(o.data, o.size, o.channels, o.perClass);
+  const dataset = loadDatasetFromSpec(spec);
+  const numClasses = dataset.numClasses ?? 0;
+  const cfg = o.classConditional && o.cfgDropout > 0;
+  const config = smallUNetConfig({
+    sampleSize: o.size,
+    channels: o.channels,
+    blockOutChannels: o.widths,
+    layersPerBlock: o.layers,
+    ...(o.classConditional ? { numClassEmbeds: numClasses + (cfg ? 1 : 0) } : {}),
+  });
+  const unet = UNet2DModel.fromConfig(config, { seed: o.seed });
+  const scheduler = new DDPMScheduler({ varianceType: 'fixed_small', clipSample: true });
+  const membership = makeMemorizationSplit(dataset, {
+    duplicated: o.duplicated,
+    copies: o.copies,
+    ordinary: o.ordinary,
+    heldOut: o.heldOut,
+    seed: o.seed,
+  });
+  const bar = new ProgressBar('train', o.steps, { quiet: o.quiet || o.json });
+  try {
+    const r = await trainUNet2D({
+      unet,
+      scheduler,
+      dataset,
+      membership,
+      datasetSpec: spec,
+      classConditional: o.classConditional,
+      classDropout: o.classConditional ? o.cfgDropout : 0,
+      outDir: o.out,
+      checkpointEvery: o.checkpointEvery,
+      resume: o.resume,
+      batchSize: o.batch,
+      maxSteps: o.steps,
+      optimizer: { kind: 'adamw', learningRate: o.lr, weightDecay: 0 },
+      warmupSteps: Math.min(100, Math.floor(o.steps / 10)),
+      ema: { decay: o.emaDecay, useEmaWarmup: false },
+      seed: o.seed,
+      logEvery: 10,
+      onProgress: (p) => bar.update(p.step, `loss ${p.loss.toFixed(4)} ${p.stepsPerSecond.toFixed(2)} it/s`),
+      signal: interruptSignal(),
+    });
+    r.ema?.dispose();
+    return { ...r, out: o.out, params: unet.paramCount() };
+  } finally {
+    unet.dispose();
+    dataset.images.dispose();
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * `diffmem video probe | decode | audit`: ffmpeg-backed video facts, frame extraction, and the
+ * content/motion memorization audit of a generated clip against reference clips.
+ * @module
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { decodeVideo, probeVideo, writeImageSequence, type VideoProbe } from '@diffmem/video';
+import { CopyDescriptorEmbedder, contentScore, MotionAnalyzer, MotionReferenceIndex, VideoReferenceIndex } from '@diffmem/metrics';
+import type { GlobalFlags } from '../util.js';
+
+/** `video probe FILE`. */
+export async function runVideoProbe(file: string): Promise<VideoProbe> {
+  return probeVideo(file);
+}
+
+/** Options of {@link runVideoDecode}. */
+export interface VideoDecodeOptions extends GlobalFlags {
+  out: string;
+  fps?: number;
+  size?: number;
+  maxFrames?: number;
+  gray?: boolean;
+}
+
+/** `video decode FILE --out DIR`: frames as PNGs (what decoded, and any damage found). */
+export async function runVideoDecode(file: string, o: VideoDecodeOptions): Promise<Record<string, unknown>> {
+  const r = await decodeVideo(file, {
+    ...(o.fps ? { fps: o.fps } : {}),
+    ...(o.size ? { width: o.size, height: o.size } : {}),
+    ...(o.maxFrames ? { maxFrames: o.maxFrames } : {}),
+    color: o.gray ? 'gray' : 'rgb',
+  });
+  try {
+    fs.mkdirSync(o.out, { recursive: true });
+    await writeImageSequence(r.video, path.join(o.out, 'frame_%05d.png'));
+    const { video, ...report } = r;
+    return { out: o.out, frames: video.shape[0], size: video.shape.slice(1), ...report };
+  } finally {
+    r.video.dispose();
+  }
+}
+
+/** Options of {@link runVideoAudit}. */
+export interface VideoAuditOptions extends GlobalFlags {
+  references: string[];
+  size: number;
+  frames: number;
+  fps: number;
+}
+
+/**
+ * `video audit GENERATED --reference A --reference B …`: the content score (frame-level max
+ * cosine, GSSCD reading) and the motion score (OFS-k on camera-compensated flow) of a clip against
+ * reference clips, each with the matching reference and frames.
+ */
+export async function runVideoAudit(generated: string, o: VideoAuditOptions): Promise<Record<string, unknown>> {
+  if (o.references.length === 0) throw new Error('video audit needs at least one --reference clip');
+  const load = async (f: string) => (await decodeVideo(f, { fps: o.fps, width: o.size, height: o.size, maxFrames: o.frames })).video;
+  const content = new VideoReferenceIndex(new CopyDescriptorEmbedder());
+  const motion = new MotionReferenceIndex(new MotionAnalyzer({ fps: o.fps }));
+  try {
+    for (const ref of o.references) {
+      const v = await load(ref);
+      try {
+        content.addClip(path.basename(ref), v);
+        motion.add(path.basename(ref), { frames: v, fps: o.fps });
+      } finally {
+        v.dispose();
+      }
+    }
+    const gen = await load(generated);
+    try {
+      return { generated, content: contentScore(gen, content), motion: motion.score({ frames: gen, fps: o.fps }) };
+    } finally {
+      gen.dispose();
+    }
+  } finally {
+    motion.dispose();
+  }
+}

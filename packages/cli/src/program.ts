@@ -1,0 +1,136 @@
+/**
+ * The `diffmem` command line (commander conventions: `--help` on every command, `--json` for
+ * scripting, typed errors printed with their code and exit status 2).
+ * @module
+ */
+import { Command, Option } from 'commander';
+import { runTrain, type TrainCommandOptions } from './commands/train.js';
+import { runSample, type SampleCommandOptions } from './commands/sample.js';
+import { runVideoAudit, runVideoDecode, runVideoProbe } from './commands/video.js';
+import { int, num, output, reportError, startBackend, type GlobalFlags } from './util.js';
+
+/** Wraps a command action: backend start-up (when needed), errors → exit codes. */
+function action<A extends unknown[]>(needsBackend: boolean, fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    const cmd = args[args.length - 1] as Command;
+    const flags = cmd.optsWithGlobals() as GlobalFlags;
+    try {
+      if (needsBackend) await startBackend(flags);
+      await fn(...args);
+    } catch (err) {
+      process.exitCode = reportError(err, flags);
+    }
+  };
+}
+
+const widths = (v: string): number[] => {
+  const w = v.split(',').map(Number);
+  if (w.length < 2 || w.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--widths must be like 32,64,64, got "${v}"`);
+  return w;
+};
+
+/** Builds the program (exported for tests and for embedding in other CLIs). */
+export function buildProgram(): Command {
+  const program = new Command('diffmem')
+    .description('Measure and remove memorization in diffusion models (TensorFlow.js, offline).')
+    .version('0.1.0')
+    .option('--json', 'print machine-readable JSON on stdout')
+    .option('-q, --quiet', 'no progress bars')
+    .addOption(new Option('--backend <list>', 'TensorFlow.js backends to try, in order').default(undefined, 'node-gpu,node,wasm,cpu'))
+    .showHelpAfterError();
+
+  program
+    .command('train')
+    .description('train a small UNet2DModel DDPM with a memorization split (k images x n copies, ordinary, held out)')
+    .requiredOption('-o, --out <dir>', 'output folder (checkpoints + latest pipeline)')
+    .option('--data <spec>', 'mnist (embedded) | digits:PATH (OpenCV digits.png) | folder:PATH', 'mnist')
+    .option('--size <n>', 'image size', int('size', 4), 16)
+    .addOption(new Option('--channels <n>', 'image channels').choices(['1', '3']).default('1').argParser((v) => Number(v) as 1 | 3))
+    .option('--per-class <n>', 'images per class to load', int('per-class'))
+    .option('--duplicated <k>', 'images duplicated', int('duplicated', 0), 4)
+    .option('--copies <n>', 'copies of each duplicated image', int('copies'), 8)
+    .option('--ordinary <m>', 'images seen once', int('ordinary', 0), 16)
+    .option('--held-out <h>', 'images never trained on', int('held-out', 0), 16)
+    .option('--steps <n>', 'optimizer steps', int('steps'), 1200)
+    .option('--batch <n>', 'batch size', int('batch'), 8)
+    .option('--lr <x>', 'learning rate', num('lr'), 1e-3)
+    .option('--widths <list>', 'UNet widths per level', widths, [32, 64, 64])
+    .option('--layers <n>', 'resnets per level', int('layers'), 1)
+    .option('--class-conditional', 'condition on the labels', false)
+    .option('--cfg-dropout <p>', 'class dropout for classifier-free guidance', num('cfg-dropout'), 0.1)
+    .option('--ema-decay <x>', 'EMA decay', num('ema-decay'), 0.995)
+    .option('--checkpoint-every <n>', 'checkpoint period in steps', int('checkpoint-every'), 400)
+    .option('--resume', 'continue the newest checkpoint in --out', false)
+    .option('--seed <n>', 'seed of every random draw', int('seed', 0), 0)
+    .action(
+      action(true, async (opts: TrainCommandOptions, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runTrain({ ...opts, ...flags });
+        const summary = { out: r.out, steps: r.steps, resumedFrom: r.resumedFrom, interrupted: r.interrupted, seconds: r.seconds, params: r.params, finalLoss: r.lossHistory.at(-1)?.loss ?? null, checkpoint: r.lastCheckpoint };
+        output(flags, summary, `${r.interrupted ? 'interrupted' : 'trained'} ${r.steps} steps in ${r.seconds.toFixed(0)} s (${r.params} params); model: ${r.lastCheckpoint}`);
+      }),
+    );
+
+  program
+    .command('sample')
+    .description('generate images from a trained model (DDIM or DDPM), in parallel worker threads')
+    .requiredOption('-m, --model <dir>', 'pipeline or training output folder')
+    .option('-n, --n <count>', 'number of images', int('n'), 16)
+    .option('--steps <n>', 'sampling steps', int('steps'), 50)
+    .addOption(new Option('--scheduler <name>', 'sampler').choices(['ddim', 'ddpm']).default('ddim'))
+    .option('--class-label <c>', 'class of every sample (class-conditional models)', int('class-label', 0))
+    .option('--guidance-scale <w>', 'classifier-free guidance scale', num('guidance-scale'))
+    .option('--workers <n>', 'worker threads', int('workers'), 1)
+    .option('--seed <n>', 'seed', int('seed', 0), 0)
+    .option('-o, --out <file>', 'PNG grid to write')
+    .action(
+      action(true, async (opts: SampleCommandOptions, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runSample({ ...opts, ...flags });
+        output(flags, r, `sampled ${r.n} images in ${r.seconds.toFixed(1)} s${r.out ? ` -> ${r.out}` : ''}`);
+      }),
+    );
+
+  const video = program.command('video').description('video I/O and video memorization');
+  video
+    .command('probe <file>')
+    .description('size, frame rate, frame count, codec of a video (ffprobe)')
+    .action(
+      action(false, async (file: string, _o: unknown, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const p = await runVideoProbe(file);
+        output(flags, p, `${p.path}: ${p.width}x${p.height} ${p.fps.toFixed(3)} fps, ${p.frameCount} frames (${p.frameCountSource}), ${p.codec}/${p.pixelFormat}${p.hasAudio ? ', audio' : ''}`);
+      }),
+    );
+  video
+    .command('decode <file>')
+    .description('decode frames to PNG files (with damage report)')
+    .requiredOption('-o, --out <dir>', 'folder for frame_00001.png …')
+    .option('--fps <x>', 'resample to this frame rate', num('fps'))
+    .option('--size <n>', 'resize to n x n', int('size'))
+    .option('--max-frames <n>', 'stop after n frames', int('max-frames'))
+    .option('--gray', 'grayscale', false)
+    .action(
+      action(true, async (file: string, opts: Parameters<typeof runVideoDecode>[1], cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runVideoDecode(file, { ...opts, ...flags });
+        output(flags, r, `decoded ${r['frames']} frames to ${r['out']}${r['damaged'] ? ' (damaged input: see --json for details)' : ''}`);
+      }),
+    );
+  video
+    .command('audit <generated>')
+    .description('content (GSSCD) and motion (OFS-k) memorization of a clip against reference clips')
+    .requiredOption('-r, --reference <file...>', 'reference (training) clips')
+    .option('--size <n>', 'analysis size', int('size'), 64)
+    .option('--frames <n>', 'frames per clip', int('frames'), 16)
+    .option('--fps <x>', 'analysis frame rate', num('fps'), 8)
+    .action(
+      action(true, async (generated: string, opts: { reference: string[]; size: number; frames: number; fps: number }, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runVideoAudit(generated, { ...opts, references: opts.reference, ...flags });
+        output(flags, r, JSON.stringify(r, null, 2));
+      }),
+    );
+
+  return program;
+}

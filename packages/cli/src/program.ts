@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { runTrain, type TrainCommandOptions } from './commands/train.js';
 import { runSample, type SampleCommandOptions } from './commands/sample.js';
 import { runVideoAudit, runVideoDecode, runVideoProbe } from './commands/video.js';
+import { runAuditNl2, type AuditNl2Options } from './commands/audit_nl2.js';
 import { int, num, output, reportError, startBackend, type GlobalFlags } from './util.js';
 
 /** Wraps a command action: backend start-up (when needed), errors → exit codes. */
@@ -88,6 +89,37 @@ export function buildProgram(): Command {
         const flags = cmd.optsWithGlobals() as GlobalFlags;
         const r = await runSample({ ...opts, ...flags });
         output(flags, r, `sampled ${r.n} images in ${r.seconds.toFixed(1)} s${r.out ? ` -> ${r.out}` : ''}`);
+      }),
+    );
+
+  const audit = program.command('audit').description('memorization audits of a trained model: nl2 | invmm | solidmark');
+  audit
+    .command('nl2')
+    .description('nL2 / RMS of generations against the exact training set, held-out images as the control')
+    .requiredOption('-m, --model <dir>', 'pipeline or training output folder (with membership.json)')
+    .option('-n, --n <count>', 'generations', int('n'), 64)
+    .option('--steps <n>', 'DDIM steps', int('steps'), 50)
+    .option('--k <k>', 'neighbourhood size (capped at the training set size - 1)', int('k'), 50)
+    .option('--alpha <a>', 'neighbourhood scale', num('alpha'), 0.5)
+    .addOption(new Option('--variant <v>', 'nL2 form').choices(['generated-centric', 'reference-centric']).default('generated-centric'))
+    .option('--rms-threshold <x>', 'RMS below which a generation counts as a copy', num('rms-threshold'), 0.1)
+    .option('--workers <n>', 'worker threads for sampling', int('workers'), 1)
+    .option('--seed <n>', 'seed', int('seed', 0), 0)
+    .action(
+      action(true, async (opts: AuditNl2Options, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runAuditNl2({ ...opts, ...flags });
+        const g = r.generated.stats.amg;
+        const h = r.heldOut?.stats.amg;
+        output(
+          flags,
+          r,
+          [
+            `nL2 (${r.variant}, k=${r.k}, alpha=${r.alpha}) against ${r.references} training images:`,
+            `  generated (n=${r.generated.stats.n}): %<1.4 ${g.pctBelow14.toFixed(1)}  %<1.6 ${g.pctBelow16.toFixed(1)}  top1 ${g.top1.toFixed(3)}  RMS<${opts.rmsThreshold}: ${r.generated.rmsBelow}`,
+            h ? `  held-out  (n=${r.heldOut?.stats.n}): %<1.4 ${h.pctBelow14.toFixed(1)}  %<1.6 ${h.pctBelow16.toFixed(1)}  top1 ${h.top1.toFixed(3)}  RMS<${opts.rmsThreshold}: ${r.heldOut?.rmsBelow}` : '  (no held-out images)',
+          ].join('\n'),
+        );
       }),
     );
 

@@ -45,6 +45,7 @@ export async function sampleImages(o: SampleCommandOptions): Promise<{ images: I
       modelDir: o.model,
       n,
       seed: o.seed + s,
+      offset: s * per,
       steps: o.steps,
       scheduler: o.scheduler,
       ...(o.classLabel !== undefined ? { classLabels: new Array<number>(n).fill(o.classLabel) } : {}),

@@ -15,6 +15,8 @@ export interface SampleShardArgs {
   scheduler: 'ddim' | 'ddpm';
   classLabels?: number[];
   guidanceScale?: number;
+  /** Index of this shard's first image in the whole run (class labels cycle over it). */
+  offset?: number;
 }
 
 /** A shard of samples in model space, NHWC row-major. */
@@ -33,8 +35,15 @@ export async function sampleShard(a: SampleShardArgs): Promise<SampleShardResult
     cache.set(a.modelDir, p);
   }
   const pipe = await p;
+  // Class-conditional models sample every class in turn (i mod K over the whole run) unless told.
+  const rows = pipe.unet.info.numClassEmbeds;
+  let labels = a.classLabels;
+  if (!labels && rows !== null) {
+    const k = rows - (pipe.nullClassId !== null ? 1 : 0);
+    labels = Array.from({ length: a.n }, (_, i) => ((a.offset ?? 0) + i) % k);
+  }
   const cond = {
-    ...(a.classLabels ? { classLabels: a.classLabels } : {}),
+    ...(labels ? { classLabels: labels } : {}),
     ...(a.guidanceScale !== undefined && a.guidanceScale !== 1 && pipe.nullClassId !== null
       ? { guidanceScale: a.guidanceScale, nullClassId: pipe.nullClassId }
       : {}),

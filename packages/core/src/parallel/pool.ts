@@ -97,10 +97,15 @@ export class WorkerPool {
   private release(w: Worker): void {
     const next = this.queue.shift();
     if (next) this.dispatch(w, next.task, next.pending);
-    else this.idle.push(w);
+    else {
+      // An idle worker must not keep the process alive; a busy one must (its result is awaited).
+      w.unref();
+      this.idle.push(w);
+    }
   }
 
   private dispatch(w: Worker, task: WorkerTask, pending: Pending): void {
+    w.ref();
     this.busy.set(w, pending);
     const module = task.module instanceof URL ? task.module.href : task.module.startsWith('file:') ? task.module : pathToFileURL(task.module).href;
     w.postMessage({ module, fn: task.fn, arg: task.arg });

@@ -8,6 +8,7 @@ import { runTrain, type TrainCommandOptions } from './commands/train.js';
 import { runSample, type SampleCommandOptions } from './commands/sample.js';
 import { runVideoAudit, runVideoDecode, runVideoProbe } from './commands/video.js';
 import { runAuditNl2, type AuditNl2Options } from './commands/audit_nl2.js';
+import { runDemo, type DemoOptions } from './commands/demo.js';
 import { int, num, output, reportError, startBackend, type GlobalFlags } from './util.js';
 
 /** Wraps a command action: backend start-up (when needed), errors → exit codes. */
@@ -39,6 +40,23 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'no progress bars')
     .addOption(new Option('--backend <list>', 'TensorFlow.js backends to try, in order').default(undefined, 'node-gpu,node,wasm,cpu'))
     .showHelpAfterError();
+
+  program
+    .command('demo')
+    .description('train a small memorizing DDPM on the embedded digits, find memorization (nL2, InvMM), remove it (AMG), audit video, write an HTML report')
+    .option('-o, --out <dir>', 'output folder (model cache, report.html)', 'diffmem-out')
+    .option('--steps <n>', 'training steps', int('steps'), 1500)
+    .option('--samples <n>', 'generations per method', int('samples', 2), 64)
+    .option('--retrain', 'train again even if a cached model exists', false)
+    .option('--skip <list>', 'skip sections: invmm,video', (v: string) => v.split(','), [] as string[])
+    .option('--seed <n>', 'seed', int('seed', 0), 0)
+    .action(
+      action(true, async (opts: DemoOptions, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runDemo({ ...opts, ...flags });
+        output(flags, r, `report: ${String(r['report'])} (${Number(r['seconds']).toFixed(0)} s)`);
+      }),
+    );
 
   program
     .command('train')

@@ -27,3 +27,4 @@ export * from './training/trainer.js';
 export * from './training/train_unet.js';
 export * from './models/index.js';
 export * from './safetensors/index.js';
+export * from './data/moving_digits.js';

@@ -46,8 +46,9 @@ export function parseDataSpec(data: string, size: number, channels: 1 | 3, perCl
   const [kind, ...rest] = data.split(':');
   const p = rest.join(':');
   const common = { size, channels, ...(perClass ? { perClass } : {}) };
-  if (kind === 'mnist') return { source: 'mnist', ...common };
-  if (kind === 'digits') return { source: 'opencv-digits', path: p, ...common };
+  // Digits are padded to larger sizes (keeping stroke width) and resized down to smaller ones.
+  if (kind === 'mnist') return { source: 'mnist', ...common, fit: size < 28 ? 'resize' : 'pad' };
+  if (kind === 'digits') return { source: 'opencv-digits', path: p, ...common, fit: size < 20 ? 'resize' : 'pad' };
   if (kind === 'folder') return { source: 'folder', path: p, size, channels, fit: 'resize', labelsFromSubfolders: true };
   throw new Error(`--data must be mnist, digits:PATH or folder:PATH, got "${data}"`);
 }

@@ -23,6 +23,7 @@ import {
   DDIMScheduler,
   DDPMScheduler,
   InputError,
+  loadDiffusionPipeline,
   ShapeError,
   loadDatasetFromSpec,
   loadMembership,
@@ -546,38 +547,27 @@ export interface LoadedModel extends Denoiser {
  */
 export async function evaluateModelFolder(o: EvaluateModelFolderOptions): Promise<EvaluationReport> {
   if (!o?.modelDir || !fs.existsSync(o.modelDir)) throw new InputError('MODEL_NOT_FOUND', `model folder ${String(o?.modelDir)} does not exist`, { dir: o?.modelDir });
-  let root = o.modelDir;
-  const pointer = path.join(root, 'latest');
-  if (!fs.existsSync(path.join(root, 'model_index.json')) && fs.existsSync(pointer)) root = path.join(root, fs.readFileSync(pointer, 'utf8').trim());
-  let loadUNet = o.loadModel;
-  if (!loadUNet) {
-    // Looked up at run time: the model loader lives in core's models/ module.
-    const core = (await import('@diffmem/core')) as unknown as Record<string, unknown>;
-    const fromCore = core['loadUNet2DFromFolder'];
-    if (typeof fromCore !== 'function') {
-      throw new ConfigError('this build of @diffmem/core does not export loadUNet2DFromFolder (packages/core/src/models/pretrained.ts); pass loadModel');
-    }
-    loadUNet = fromCore as (dir: string) => Promise<LoadedModel>;
+  // core resolves training outputs (newest checkpoint), pipeline folders and bare UNet folders.
+  const pipe = await loadDiffusionPipeline(o.modelDir);
+  let unet: LoadedModel = pipe.unet;
+  if (o.loadModel) {
+    pipe.unet.dispose();
+    unet = await o.loadModel(pipe.dir);
   }
-  const readJson = (file: string): Record<string, unknown> | null => {
-    if (!fs.existsSync(file)) return null;
-    try {
-      return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch (err) {
-      throw new InputError('CONFIG_UNREADABLE', `${file} is not valid JSON: ${(err as Error).message}`, { file });
-    }
-  };
-  const schedJson = readJson(path.join(root, 'scheduler', 'scheduler_config.json')) ?? readJson(path.join(root, 'scheduler_config.json'));
   const sampler = o.sampler ?? 'ddim';
-  const scheduler = sampler === 'ddim' ? (schedJson ? DDIMScheduler.fromConfig(schedJson) : new DDIMScheduler()) : schedJson ? DDPMScheduler.fromConfig(schedJson) : new DDPMScheduler();
-  const membershipFile = o.membershipFile ?? path.join(root, 'membership.json');
-  if (!fs.existsSync(membershipFile)) throw new InputError('MEMBERSHIP_NOT_FOUND', `no membership file at ${membershipFile}: AMG needs to know the training set`, { file: membershipFile });
-  const membership = loadMembership(membershipFile);
-  const meta = readJson(path.join(root, 'diffmem.json')) as { dataset?: DatasetSpec | null; nullClassId?: number | null } | null;
-  const spec = o.dataset ?? meta?.dataset ?? null;
-  if (!spec) throw new ConfigError(`${root} has no diffmem.json dataset spec: pass dataset (where the training images come from)`);
-  const nullClassId = o.nullClassId ?? meta?.nullClassId ?? undefined;
-  const unet = await loadUNet(root);
+  const scheduler = sampler === 'ddim' ? DDIMScheduler.fromConfig(pipe.scheduler.toConfig()) : pipe.scheduler;
+  const membershipFile = o.membershipFile ?? path.join(pipe.dir, 'membership.json');
+  if (!o.membershipFile && !pipe.membership) {
+    unet.dispose();
+    throw new InputError('MEMBERSHIP_NOT_FOUND', `no membership file at ${membershipFile}: AMG needs to know the training set`, { file: membershipFile });
+  }
+  const membership = o.membershipFile ? loadMembership(o.membershipFile) : (pipe.membership as NonNullable<typeof pipe.membership>);
+  const spec = o.dataset ?? pipe.dataset;
+  if (!spec) {
+    unet.dispose();
+    throw new ConfigError(`${pipe.dir} has no diffmem.json dataset spec: pass dataset (where the training images come from)`);
+  }
+  const nullClassId = o.nullClassId ?? pipe.nullClassId ?? undefined;
   const ds = loadDatasetFromSpec(spec);
   try {
     const train = membership.entries.filter((e) => e.copies > 0);

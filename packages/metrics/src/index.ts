@@ -27,6 +27,7 @@ export * from './embedders/preprocess.js';
 export * from './embedders/model_io.js';
 export * from './embedders/model_embedder.js';
 export * from './embedders/copy_descriptor.js';
+export * from './embedders/pixel_embedder.js';
 export * from './roc.js';
 export * from './replication_stats.js';
 export {
@@ -45,3 +46,4 @@ export * from './detection/attribution.js';
 export * from './linalg/jacobi.js';
 export * from './frechet.js';
 export * from './video/index.js';
+export * from './invmm/index.js';

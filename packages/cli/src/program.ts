@@ -9,6 +9,7 @@ import { runSample, type SampleCommandOptions } from './commands/sample.js';
 import { runVideoAudit, runVideoDecode, runVideoProbe } from './commands/video.js';
 import { runAuditNl2, type AuditNl2Options } from './commands/audit_nl2.js';
 import { runDemo, type DemoOptions } from './commands/demo.js';
+import { runAuditInvMM, type AuditInvMMCommandOptions } from './commands/audit_invmm.js';
 import { int, num, output, reportError, startBackend, type GlobalFlags } from './util.js';
 
 /** Wraps a command action: backend start-up (when needed), errors → exit codes. */
@@ -138,6 +139,25 @@ export function buildProgram(): Command {
             h ? `  held-out  (n=${r.heldOut?.stats.n}): %<1.4 ${h.pctBelow14.toFixed(1)}  %<1.6 ${h.pctBelow16.toFixed(1)}  top1 ${h.top1.toFixed(3)}  RMS<${opts.rmsThreshold}: ${r.heldOut?.rmsBelow}` : '  (no held-out images)',
           ].join('\n'),
         );
+      }),
+    );
+
+  audit
+    .command('invmm')
+    .description('InvMM scores of duplicated / ordinary / held-out images and the AUC between groups (resumable)')
+    .requiredOption('-m, --model <dir>', 'pipeline or training output folder (with membership.json)')
+    .option('--results <dir>', 'per-image records (rerun to resume)', 'invmm-results')
+    .option('--per-group <n>', 'images per group', int('per-group'), 4)
+    .addOption(new Option('--preset <name>', 'constants').choices(['ddpm-cifar10', 'ldm-faces', 'sd', 'cpu-quick']).default('cpu-quick'))
+    .option('--rms <x>', 'replication test: RMS distance below this', num('rms'), 0.1)
+    .option('--workers <n>', 'worker threads', int('workers'), 1)
+    .option('--seed <n>', 'seed', int('seed', 0), 0)
+    .action(
+      action(true, async (opts: AuditInvMMCommandOptions, cmd: Command) => {
+        const flags = cmd.optsWithGlobals() as GlobalFlags;
+        const r = await runAuditInvMM({ ...opts, ...flags });
+        const { records: _records, ...summary } = r.evaluation;
+        output(flags, summary, r.table);
       }),
     );
 

@@ -1,0 +1,56 @@
+/**
+ * `diffmem audit invmm`: InvMM scores (Ma et al., ICCV 2025) for the first images of each
+ * membership group of a trained model — duplicated, ordinary, held out — with the AUC separating
+ * duplicated from the others. Resumable: per-image records are written atomically to
+ * `--results`, and a rerun skips finished images.
+ * @module
+ */
+import { loadDatasetFromSpec, loadDiffusionPipeline, ConfigError } from '@diffmem/core';
+import { evaluateInvMMOnMembership, formatInvMMEvaluation, type InvMMMembershipEvaluation, type InvMMPresetName } from '@diffmem/metrics';
+import { ProgressBar } from '../progress.js';
+import { interruptSignal, type GlobalFlags } from '../util.js';
+
+/** Options of {@link runAuditInvMM}. */
+export interface AuditInvMMCommandOptions extends GlobalFlags {
+  model: string;
+  results: string;
+  perGroup: number;
+  preset: InvMMPresetName;
+  rms: number;
+  workers: number;
+  seed: number;
+}
+
+/** Runs the audit. */
+export async function runAuditInvMM(o: AuditInvMMCommandOptions): Promise<{ evaluation: InvMMMembershipEvaluation; table: string }> {
+  const pipe = await loadDiffusionPipeline(o.model);
+  pipe.unet.dispose(); // the audit loads the model itself (once per worker)
+  if (!pipe.membership || !pipe.dataset) {
+    throw new ConfigError(`${pipe.dir} has no membership.json / diffmem.json: InvMM groups need the training membership`);
+  }
+  const dataset = loadDatasetFromSpec(pipe.dataset);
+  const total = 3 * o.perGroup;
+  const bar = new ProgressBar('invmm', total, { quiet: o.quiet || o.json });
+  let done = 0;
+  try {
+    const evaluation = await evaluateInvMMOnMembership({
+      model: { kind: 'folder', dir: pipe.dir },
+      membership: pipe.membership,
+      dataset,
+      perGroup: o.perGroup,
+      preset: o.preset,
+      replication: { kind: 'rms', threshold: o.rms },
+      seed: o.seed,
+      resultsDir: o.results,
+      workers: o.workers,
+      ...(pipe.nullClassId !== null ? { nullClassId: pipe.nullClassId } : {}),
+      signal: interruptSignal(),
+      onProgress: (e) => {
+        if (e.type === 'image') bar.update(++done, `${e.group} ${e.id}: ${e.record.replicated ? e.record.score.toFixed(4) : '∞'}`);
+      },
+    });
+    return { evaluation, table: formatInvMMEvaluation(evaluation) };
+  } finally {
+    dataset.images.dispose();
+  }
+}

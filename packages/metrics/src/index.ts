@@ -47,3 +47,4 @@ export * from './linalg/jacobi.js';
 export * from './frechet.js';
 export * from './video/index.js';
 export * from './invmm/index.js';
+export * from './solidmark/index.js';

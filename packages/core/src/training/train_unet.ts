@@ -147,6 +147,8 @@ export interface TrainUNet2DOptions
   /** Output folder: checkpoints are written here. */
   outDir: string;
   checkpointEvery?: number;
+  /** Extra JSON files stored in every checkpoint (e.g. a SolidMark keymap). */
+  extraFiles?: Record<string, unknown>;
 }
 
 /**
@@ -189,6 +191,7 @@ export async function trainUNet2D(o: TrainUNet2DOptions): Promise<TrainResult> {
         dir: o.outDir,
         every: o.checkpointEvery ?? 500,
         modelConfig: unet.config,
+        ...(o.extraFiles ? { extraFiles: o.extraFiles } : {}),
         saveModel: (dir) => saveDiffusionPipeline(dir, unet, scheduler, extras),
       },
     });

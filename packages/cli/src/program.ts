@@ -65,7 +65,10 @@ export function buildProgram(): Command {
     .requiredOption('-o, --out <dir>', 'output folder (checkpoints + latest pipeline)')
     .option('--data <spec>', 'mnist (embedded) | digits:PATH (OpenCV digits.png) | folder:PATH', 'mnist')
     .option('--size <n>', 'image size', int('size', 4), 16)
-    .addOption(new Option('--channels <n>', 'image channels').choices(['1', '3']).default('1').argParser((v) => Number(v) as 1 | 3))
+    .addOption(new Option('--channels <n>', 'image channels (1 or 3)').default(1).argParser((v) => {
+      if (v !== '1' && v !== '3') throw new Error(`--channels must be 1 or 3, got "${v}"`);
+      return Number(v) as 1 | 3;
+    }))
     .option('--per-class <n>', 'images per class to load', int('per-class'))
     .option('--duplicated <k>', 'images duplicated', int('duplicated', 0), 4)
     .option('--copies <n>', 'copies of each duplicated image', int('copies'), 8)

@@ -223,7 +223,7 @@ function outputFromEps(eps: tf.Tensor4D, x: tf.Tensor4D, a: number, type: Predic
  * const amg = new AMGPipeline(unet, scheduler);
  * const { images, log } = await amg.generate({
  *   batchSize: 16, numInferenceSteps: 50, generator: 0,
- *   amg: AMG_PRESETS.pixel(new PixelNl2Similarity(index)),
+ *   amg: paperConfig(new PixelNl2Similarity(index), { scale: 10 }),
  * });
  * ```
  */

@@ -77,5 +77,6 @@ export async function runVideoAudit(generated: string, o: VideoAuditOptions): Pr
     }
   } finally {
     motion.dispose();
+    content.dispose();
   }
 }

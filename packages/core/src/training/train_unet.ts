@@ -4,8 +4,8 @@
  * A trained model is stored as diffusers' `DDPMPipeline` layout — `model_index.json`,
  * `unet/{config.json, diffusion_pytorch_model.safetensors}`, `scheduler/scheduler_config.json` —
  * so `DDPMPipeline.from_pretrained(dir)` in Python loads it, plus diffmem's study files:
- * `membership.json` (what was trained on, how often, what was held out) and `dataset.json`
- * (where the images came from). A training run's output folder holds `checkpoint-NNNNNN/`
+ * `membership.json` (what was trained on, how often, what was held out) and `diffmem.json`
+ * (where the images came from, and the classifier-free-guidance null class). A training run's output folder holds `checkpoint-NNNNNN/`
  * pipeline folders and a `latest` pointer; {@link loadDiffusionPipeline} accepts either.
  * @module
  */

@@ -28,3 +28,4 @@ export * from './training/train_unet.js';
 export * from './models/index.js';
 export * from './safetensors/index.js';
 export * from './data/moving_digits.js';
+export * from './models/video/index.js';

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { makeMovingDigits, type VideoBatch } from '@diffmem/core';
-import { PixelEmbedder, contentScore, MotionAnalyzer, MotionReferenceIndex, VideoReferenceIndex } from '@diffmem/metrics';
+import { PixelFrameEmbedder, contentScore, MotionAnalyzer, MotionReferenceIndex, VideoReferenceIndex } from '@diffmem/metrics';
 import { decodeVideo, encodeVideo, resolveFfmpeg } from '@diffmem/video';
 import type { ReportSection } from '../report/html.js';
 
@@ -42,7 +42,7 @@ export async function demoVideo(i: DemoVideoInput): Promise<{ section: ReportSec
   const train = makeMovingDigits({ ...spec, numClips: 8, seed: i.seed });
   const fresh = makeMovingDigits({ ...spec, numClips: 1, seed: i.seed + 1000 });
   const still = makeMovingDigits({ ...spec, numClips: 1, seed: i.seed + 2000, speed: [0, 0] });
-  const content = new VideoReferenceIndex(new PixelEmbedder(16));
+  const content = new VideoReferenceIndex(new PixelFrameEmbedder({ size: 16 }));
   const motion = new MotionReferenceIndex(new MotionAnalyzer({ fps: FPS }));
   const t0 = performance.now();
   try {

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { loadEmbeddedDigits } from '@diffmem/core';
-import { PixelEmbedder } from '../pixel_embedder.js';
+import { PixelFrameEmbedder } from '../pixel_embedder.js';
 
 test('pixel correlation separates different digits and matches copies', async () => {
   await tf.setBackend('wasm');
   const ds = loadEmbeddedDigits({ perClass: 2, size: 28 });
-  const e = new PixelEmbedder(16);
+  const e = new PixelFrameEmbedder({ size: 16 });
   const before = tf.memory().numTensors;
   const d = e.embed(ds.images);
   expect(tf.memory().numTensors).toBe(before + 1);
@@ -20,6 +20,6 @@ test('pixel correlation separates different digits and matches copies', async ()
   const b = e.embed(bright);
   const s = tf.sum(tf.mul(b, tf.slice(d, [0, 0], [1, -1]))).dataSync()[0] as number;
   expect(s).toBeGreaterThan(0.999);
-  expect(() => new PixelEmbedder(1)).toThrow(/integer >= 2/);
+  expect(() => new PixelFrameEmbedder({ size: 1 })).toThrow(/integer ≥ 2/);
   tf.dispose([d, b, bright, ds.images]);
 });

@@ -71,3 +71,4 @@ export {
   type VideoMagnitudeResult,
 } from './detection.js';
 export * from './flow/index.js';
+export * from './study/index.js';

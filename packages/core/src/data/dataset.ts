@@ -313,6 +313,12 @@ export interface MemorizationSplitOptions {
   /** Images never trained on (the control group). */
   heldOut: number;
   seed: number;
+  /**
+   * Draw the duplicated images only from these classes ("some classes heavily duplicated", the
+   * class analogue of Wen et al.'s memorized prompts). Ordinary and held-out images still come from
+   * every class. Needs a labelled dataset. Default: every class.
+   */
+  duplicatedClasses?: readonly number[];
 }
 
 /**
@@ -345,14 +351,33 @@ export function makeMemorizationSplit(ds: ImageDataset, o: MemorizationSplitOpti
     for (let r = 0; queue.length < order.length; r++) for (const l of lists) if (r < l.length) queue.push(l[r] as number);
   }
   const entries: MembershipEntry[] = [];
-  const take = (count: number, group: MembershipGroup, copies: number): void => {
+  const used = new Set<number>();
+  const take = (count: number, group: MembershipGroup, copies: number, from: readonly number[] = queue): void => {
+    let pos = 0;
     for (let j = 0; j < count; j++) {
-      const index = queue[entries.length] as number;
+      while (pos < from.length && used.has(from[pos] as number)) pos++;
+      const index = from[pos] as number;
+      used.add(index);
       const rec = ds.records[index] as ImageRecord;
       entries.push({ index, id: rec.id, label: rec.label, group, copies });
     }
   };
-  take(o.duplicated, 'duplicated', o.copies);
+  if (o.duplicatedClasses && o.duplicatedClasses.length > 0) {
+    if (ds.numClasses === null) throw new ConfigError(`duplicatedClasses needs a labelled dataset; ${ds.name} has no labels`);
+    const wanted = new Set(o.duplicatedClasses);
+    for (const c of wanted) {
+      if (!Number.isInteger(c) || c < 0 || c >= ds.numClasses) {
+        throw new ConfigError(`duplicatedClasses: class ${c} is not one of the dataset's classes 0..${ds.numClasses - 1}`);
+      }
+    }
+    const pool = queue.filter((i) => wanted.has(ds.records[i]?.label ?? -1));
+    if (pool.length < o.duplicated) {
+      throw new ConfigError(`duplicatedClasses [${[...wanted].join(', ')}] hold ${pool.length} images; ${o.duplicated} duplicated images were asked for`);
+    }
+    take(o.duplicated, 'duplicated', o.copies, pool);
+  } else {
+    take(o.duplicated, 'duplicated', o.copies);
+  }
   take(o.ordinary, 'ordinary', 1);
   take(o.heldOut, 'held-out', 0);
   return { format: 'diffmem-membership', version: 1, dataset: ds.name, seed: o.seed, entries };

@@ -110,3 +110,21 @@ test('memorization split: disjoint, class balanced, copies expanded, saved and v
   expect(sub.images.shape[0]).toBe(10);
   tf.dispose([ds.images, sub.images]);
 });
+
+test('memorization split: duplicated images drawn only from duplicatedClasses, the rest from every class', () => {
+  const ds = loadEmbeddedDigits({ perClass: 10, size: 28 });
+  const m = makeMemorizationSplit(ds, { duplicated: 6, copies: 50, ordinary: 30, heldOut: 10, seed: 3, duplicatedClasses: [2, 7] });
+  const dupLabels = groupIndices(m, 'duplicated').map((i) => ds.records[i]?.label);
+  expect(new Set(dupLabels)).toEqual(new Set([2, 7]));
+  expect(dupLabels.filter((l) => l === 2)).toHaveLength(3);
+  // Ordinary images keep the round-robin order (skipping the images already taken): 9 classes in 30.
+  expect(new Set(groupIndices(m, 'ordinary').map((i) => ds.records[i]?.label)).size).toBeGreaterThanOrEqual(9);
+  expect(new Set(m.entries.map((e) => e.index)).size).toBe(46);
+  expect(() => makeMemorizationSplit(ds, { duplicated: 21, copies: 2, ordinary: 0, heldOut: 0, seed: 3, duplicatedClasses: [2, 7] })).toThrow(
+    /hold 20 images; 21 duplicated/,
+  );
+  expect(() => makeMemorizationSplit(ds, { duplicated: 1, copies: 2, ordinary: 0, heldOut: 0, seed: 3, duplicatedClasses: [10] })).toThrow(
+    /class 10 is not one of/,
+  );
+  ds.images.dispose();
+});

@@ -35,6 +35,37 @@ export interface AttentionOptions {
 }
 
 /**
+ * The projections of multi-head self-attention (Vaswani et al. 2017, Eq. 1): `to_q`, `to_k`,
+ * `to_v` [C → heads·d] and `to_out.0` [heads·d → C], with heads = ⌊C / d⌋ and the 1/√d score
+ * scale. Shared by the spatial {@link Attention} and the video UNet's temporal attention, which
+ * differ in what a sequence is and in their norms.
+ */
+export abstract class MultiHeadProjections {
+  readonly toQ: Linear;
+  readonly toK: Linear;
+  readonly toV: Linear;
+  readonly toOut: Linear;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly scale: number;
+
+  /**
+   * Declares the four projections under `prefix` (callers check that a whole head fits first);
+   * `outRegistry` declares `to_out.0` (a zero-initialising view for identity-at-init layers).
+   */
+  protected constructor(reg: ParamRegistry, prefix: string, channels: number, headDim: number, outRegistry: ParamRegistry = reg) {
+    this.heads = Math.floor(channels / headDim);
+    this.headDim = headDim;
+    this.scale = 1 / Math.sqrt(headDim);
+    const inner = this.heads * headDim;
+    this.toQ = new Linear(reg, joinName(prefix, 'to_q'), channels, inner);
+    this.toK = new Linear(reg, joinName(prefix, 'to_k'), channels, inner);
+    this.toV = new Linear(reg, joinName(prefix, 'to_v'), channels, inner);
+    this.toOut = new Linear(outRegistry, joinName(prefix, 'to_out.0'), inner, channels);
+  }
+}
+
+/**
  * Multi-head self-attention over the H·W positions (Vaswani et al. 2017, Eq. 1; DDPM's
  * attention block at 16×16):
  *
@@ -45,36 +76,24 @@ export interface AttentionOptions {
  * Parameters: `group_norm`, `to_q`, `to_k`, `to_v`, `to_out.0` (legacy checkpoints name them
  * `query`, `key`, `value`, `proj_attn`; see {@link Attention.legacyRenames}).
  */
-export class Attention {
+export class Attention extends MultiHeadProjections {
   readonly groupNorm: GroupNorm | null;
-  readonly toQ: Linear;
-  readonly toK: Linear;
-  readonly toV: Linear;
-  readonly toOut: Linear;
-  readonly heads: number;
-  readonly headDim: number;
-  readonly scale: number;
 
   constructor(reg: ParamRegistry, readonly prefix: string, readonly opts: AttentionOptions) {
     const { channels, headDim } = opts;
-    this.heads = Math.floor(channels / headDim);
-    if (this.heads < 1) {
+    if (Math.floor(channels / headDim) < 1) {
       throw new ConfigError(
         `UNet2DModel config: attention_head_dim = ${headDim} exceeds the ${channels} channels of ${prefix} (no whole head fits)`,
         { field: 'attention_head_dim', value: headDim, channels, module: prefix },
       );
     }
-    this.headDim = headDim;
-    this.scale = 1 / Math.sqrt(headDim);
-    const inner = this.heads * headDim;
-    this.groupNorm =
+    // Declared before the projections: state-dict order.
+    const groupNorm =
       opts.normNumGroups === null
         ? null
         : new GroupNorm(reg, joinName(prefix, 'group_norm'), opts.normNumGroups, channels, opts.eps, opts.normField ?? 'norm_num_groups');
-    this.toQ = new Linear(reg, joinName(prefix, 'to_q'), channels, inner);
-    this.toK = new Linear(reg, joinName(prefix, 'to_k'), channels, inner);
-    this.toV = new Linear(reg, joinName(prefix, 'to_v'), channels, inner);
-    this.toOut = new Linear(reg, joinName(prefix, 'to_out.0'), inner, channels);
+    super(reg, prefix, channels, headDim);
+    this.groupNorm = groupNorm;
   }
 
   /** Legacy → current parameter names of this module (`_fix_state_dict_keys_on_load`). */

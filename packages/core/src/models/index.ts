@@ -13,6 +13,7 @@ export * from './downsampling.js';
 export * from './upsampling.js';
 export * from './resnet.js';
 export * from './attention.js';
+export * from './model_with_weights.js';
 export * from './unet_2d_blocks.js';
 export * from './unet_2d.js';
 export * from './pretrained.js';

@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import { DDIMScheduler } from './scheduling_ddim.js';
 import { DDIMInverseScheduler } from './scheduling_ddim_inverse.js';
 import { DDPMScheduler } from './scheduling_ddpm.js';
-import type { SchedulerJson } from './scheduling_utils.js';
+import { parseSchedulerJsonText, type SchedulerJson } from './scheduling_utils.js';
 
 /** Any scheduler diffmem implements. */
 export type AnyScheduler = DDPMScheduler | DDIMScheduler | DDIMInverseScheduler;
@@ -19,14 +19,7 @@ export type AnyScheduler = DDPMScheduler | DDIMScheduler | DDIMInverseScheduler;
  * `DDIMScheduler.fromConfig(json)` to convert it, as `DDIMScheduler.from_config` does in diffusers.
  */
 export function schedulerFromConfig(json: SchedulerJson | string): AnyScheduler {
-  let obj: unknown = json;
-  if (typeof json === 'string') {
-    try {
-      obj = JSON.parse(json);
-    } catch (err) {
-      throw new ConfigError(`scheduler config is not valid JSON: ${(err as Error).message}`);
-    }
-  }
+  const obj = parseSchedulerJsonText(json);
   const cls = obj !== null && typeof obj === 'object' ? (obj as SchedulerJson)['_class_name'] : undefined;
   switch (cls) {
     case 'DDPMScheduler':

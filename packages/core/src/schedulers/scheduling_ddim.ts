@@ -8,10 +8,11 @@ import { ConfigError, ShapeError } from '../errors.js';
 import { randnLike, type Generator } from '../random.js';
 import type { BetaSchedule } from './schedule.js';
 import {
+  COMMON_SCHEDULER_DEFAULTS,
   SchedulerBase,
+  THRESHOLDING_DEFAULTS,
   checkStepInputs,
   checkTimestep,
-  ddimTimesteps,
   epsFromX0,
   parseSchedulerJson,
   predictX0AndEps,
@@ -39,21 +40,9 @@ export type DDIMSchedulerOptions = Partial<DDIMSchedulerConfig>;
 
 /** diffusers' `DDIMScheduler.__init__` defaults. */
 export const DDIM_DEFAULTS: Readonly<DDIMSchedulerConfig> = Object.freeze({
-  numTrainTimesteps: 1000,
-  betaStart: 0.0001,
-  betaEnd: 0.02,
-  betaSchedule: 'linear',
-  trainedBetas: null,
-  clipSample: true,
+  ...COMMON_SCHEDULER_DEFAULTS,
+  ...THRESHOLDING_DEFAULTS,
   setAlphaToOne: true,
-  stepsOffset: 0,
-  predictionType: 'epsilon',
-  thresholding: false,
-  dynamicThresholdingRatio: 0.995,
-  clipSampleRange: 1.0,
-  sampleMaxValue: 1.0,
-  timestepSpacing: 'leading',
-  rescaleBetasZeroSnr: false,
 });
 
 const DDIM_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2'];
@@ -87,8 +76,7 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
       betaSchedules: DDIM_SCHEDULES,
       timestepSpacings: DDIM_SPACINGS,
     });
-    const T = config.numTrainTimesteps;
-    super(config, Array.from({ length: T }, (_, i) => T - 1 - i));
+    super(config, 'descending');
     this.finalAlphaCumprod = config.setAlphaToOne ? 1 : (this.alphasCumprod[0] as number);
   }
 
@@ -104,10 +92,7 @@ export class DDIMScheduler extends SchedulerBase<DDIMSchedulerConfig> {
 
   /** Sets the descending timestep grid for n steps (see `ddimTimesteps` for the spacing table). */
   setTimesteps(numInferenceSteps: number): readonly number[] {
-    const c = this.config;
-    this.timesteps = ddimTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset);
-    this.numInferenceSteps = numInferenceSteps;
-    return this.timesteps;
+    return this.setSpacedTimesteps(numInferenceSteps);
   }
 
   /** The t_prev that `step(…, t)` moves to: `t − T // n` (regardless of spacing, as diffusers). */

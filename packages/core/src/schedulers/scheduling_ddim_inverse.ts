@@ -13,10 +13,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { BetaSchedule } from './schedule.js';
 import type { DDIMScheduler } from './scheduling_ddim.js';
 import {
+  COMMON_SCHEDULER_DEFAULTS,
   SchedulerBase,
   checkStepInputs,
   checkTimestep,
-  ddimTimesteps,
   parseSchedulerJson,
   predictX0AndEps,
   processPredOriginalSample,
@@ -40,18 +40,8 @@ export type DDIMInverseSchedulerOptions = Partial<DDIMInverseSchedulerConfig>;
 
 /** diffusers' `DDIMInverseScheduler.__init__` defaults. */
 export const DDIM_INVERSE_DEFAULTS: Readonly<DDIMInverseSchedulerConfig> = Object.freeze({
-  numTrainTimesteps: 1000,
-  betaStart: 0.0001,
-  betaEnd: 0.02,
-  betaSchedule: 'linear',
-  trainedBetas: null,
-  clipSample: true,
+  ...COMMON_SCHEDULER_DEFAULTS,
   setAlphaToOne: true,
-  stepsOffset: 0,
-  predictionType: 'epsilon',
-  clipSampleRange: 1.0,
-  timestepSpacing: 'leading',
-  rescaleBetasZeroSnr: false,
 });
 
 const INVERSE_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2'];
@@ -73,7 +63,7 @@ export class DDIMInverseScheduler extends SchedulerBase<DDIMInverseSchedulerConf
       betaSchedules: INVERSE_SCHEDULES,
       timestepSpacings: INVERSE_SPACINGS,
     });
-    super(config, Array.from({ length: config.numTrainTimesteps }, (_, i) => i));
+    super(config, 'ascending');
     this.initialAlphaCumprod = config.setAlphaToOne ? 1 : (this.alphasCumprod[0] as number);
   }
 
@@ -117,10 +107,7 @@ export class DDIMInverseScheduler extends SchedulerBase<DDIMInverseSchedulerConf
    * trailing grid reversed (…, T−1).
    */
   setTimesteps(numInferenceSteps: number): readonly number[] {
-    const c = this.config;
-    this.timesteps = ddimTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset).reverse();
-    this.numInferenceSteps = numInferenceSteps;
-    return this.timesteps;
+    return this.setSpacedTimesteps(numInferenceSteps);
   }
 
   /** The level the sample is at before `step(…, t)`: `min(t − T//n, T − 1)` (−r means clean). */

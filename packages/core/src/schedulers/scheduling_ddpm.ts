@@ -9,10 +9,11 @@ import { ConfigError, ShapeError, ValueRangeError } from '../errors.js';
 import { randnLike, type Generator } from '../random.js';
 import { BETA_SCHEDULES } from './schedule.js';
 import {
+  COMMON_SCHEDULER_DEFAULTS,
   SchedulerBase,
+  THRESHOLDING_DEFAULTS,
   checkStepInputs,
   checkTimestep,
-  ddimTimesteps,
   parseSchedulerJson,
   predictX0,
   processPredOriginalSample,
@@ -57,21 +58,9 @@ export type DDPMSchedulerOptions = Partial<DDPMSchedulerConfig>;
 
 /** diffusers' `DDPMScheduler.__init__` defaults. */
 export const DDPM_DEFAULTS: Readonly<DDPMSchedulerConfig> = Object.freeze({
-  numTrainTimesteps: 1000,
-  betaStart: 0.0001,
-  betaEnd: 0.02,
-  betaSchedule: 'linear',
-  trainedBetas: null,
+  ...COMMON_SCHEDULER_DEFAULTS,
+  ...THRESHOLDING_DEFAULTS,
   varianceType: 'fixed_small',
-  clipSample: true,
-  predictionType: 'epsilon',
-  thresholding: false,
-  dynamicThresholdingRatio: 0.995,
-  clipSampleRange: 1.0,
-  sampleMaxValue: 1.0,
-  timestepSpacing: 'leading',
-  stepsOffset: 0,
-  rescaleBetasZeroSnr: false,
 });
 
 const DDPM_SPACINGS: readonly TimestepSpacing[] = ['leading', 'trailing', 'linspace'];
@@ -103,8 +92,7 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
       betaSchedules: BETA_SCHEDULES,
       timestepSpacings: DDPM_SPACINGS,
     });
-    const T = config.numTrainTimesteps;
-    super(config, Array.from({ length: T }, (_, i) => T - 1 - i));
+    super(config, 'descending');
   }
 
   /**
@@ -123,11 +111,9 @@ export class DDPMScheduler extends SchedulerBase<DDPMSchedulerConfig> {
   setTimesteps(arg: number | { timesteps: readonly number[] }): readonly number[] {
     const T = this.config.numTrainTimesteps;
     if (typeof arg === 'number') {
-      const c = this.config;
-      this.timesteps = ddimTimesteps(c.timestepSpacing, T, arg, c.stepsOffset);
-      this.numInferenceSteps = arg;
+      const timesteps = this.setSpacedTimesteps(arg);
       this.customTimesteps = false;
-      return this.timesteps;
+      return timesteps;
     }
     if (arg === null || typeof arg !== 'object' || !Array.isArray(arg.timesteps) || arg.timesteps.length === 0) {
       throw new ConfigError('setTimesteps takes a number of steps or {timesteps: [descending integers]}');

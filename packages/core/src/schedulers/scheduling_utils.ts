@@ -70,6 +70,31 @@ export interface ThresholdingConfig {
   sampleMaxValue: number;
 }
 
+/**
+ * The `__init__` defaults DDPMScheduler, DDIMScheduler and DDIMInverseScheduler share in diffusers
+ * (each scheduler file adds its own keys).
+ */
+export const COMMON_SCHEDULER_DEFAULTS: Readonly<CommonSchedulerConfig> = Object.freeze({
+  numTrainTimesteps: 1000,
+  betaStart: 0.0001,
+  betaEnd: 0.02,
+  betaSchedule: 'linear',
+  trainedBetas: null,
+  clipSample: true,
+  clipSampleRange: 1.0,
+  predictionType: 'epsilon',
+  timestepSpacing: 'leading',
+  stepsOffset: 0,
+  rescaleBetasZeroSnr: false,
+});
+
+/** diffusers' dynamic-thresholding defaults (off; ratio 0.995, s ≤ 1), shared by DDPM and DDIM. */
+export const THRESHOLDING_DEFAULTS: Readonly<ThresholdingConfig> = Object.freeze({
+  thresholding: false,
+  dynamicThresholdingRatio: 0.995,
+  sampleMaxValue: 1.0,
+});
+
 // ---------------------------------------------------------------------------------------------
 // Configuration: validation, diffusers json <-> camel-case options.
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +252,19 @@ export interface ParsedSchedulerJson<C> {
 }
 
 /**
+ * A `scheduler_config.json` given as JSON text → the parsed value (anything else passes through).
+ * @throws ConfigError for invalid JSON.
+ */
+export function parseSchedulerJsonText(json: SchedulerJson | string): unknown {
+  if (typeof json !== 'string') return json;
+  try {
+    return JSON.parse(json) as unknown;
+  } catch (err) {
+    throw new ConfigError(`scheduler config is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
  * Turns a diffusers `scheduler_config.json` (object or JSON text) into camel-case options for
  * `className`, following `ConfigMixin.extract_init_dict`: bookkeeping keys and keys listed in
  * `_use_default_values` are dropped, keys of other compatible schedulers are ignored (reported),
@@ -238,14 +276,7 @@ export function parseSchedulerJson<C>(
   json: SchedulerJson | string,
   acceptedKeys: readonly (keyof C & string)[],
 ): ParsedSchedulerJson<C> {
-  let obj: unknown = json;
-  if (typeof json === 'string') {
-    try {
-      obj = JSON.parse(json);
-    } catch (err) {
-      throw new ConfigError(`scheduler config is not valid JSON: ${(err as Error).message}`);
-    }
-  }
+  const obj = parseSchedulerJsonText(json);
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     throw new ConfigError(`scheduler config must be a JSON object, got ${Array.isArray(obj) ? 'an array' : typeof obj}`);
   }
@@ -474,6 +505,17 @@ function mapAlpha(a: AlphaProd, fn: (x: number) => number): number | number[] {
   return typeof a === 'number' ? fn(a) : a.map(fn);
 }
 
+/**
+ * The forward-process coefficients [√ᾱ, √(1−ᾱ)] (float32-rounded, as torch) as scalars or
+ * per-sample tensors broadcastable against a rank-`rank` batch. Call inside `tf.tidy`.
+ */
+function sqrtAlphaCoefficients(alphaProd: AlphaProd, rank: number): [number | tf.Tensor, number | tf.Tensor] {
+  return [
+    coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(a))), rank),
+    coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(f32(1 - a)))), rank),
+  ];
+}
+
 function checkPair(a: tf.Tensor, b: tf.Tensor, nameA: string, nameB: string): void {
   if (a.dtype !== 'float32') throw new DTypeError(`${nameA} must be float32, got ${a.dtype}`, { name: nameA });
   if (b.dtype !== 'float32') throw new DTypeError(`${nameB} must be float32, got ${b.dtype}`, { name: nameB });
@@ -526,9 +568,7 @@ export function predictX0AndEps<T extends tf.Tensor>(
   checkPair(modelOutput, sample, 'modelOutput', 'sample');
   checkAlphaBatch(alphaProd, sample.shape[0]);
   return tf.tidy(() => {
-    const rank = sample.rank;
-    const sqrtA = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(a))), rank);
-    const sqrtB = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(f32(1 - a)))), rank);
+    const [sqrtA, sqrtB] = sqrtAlphaCoefficients(alphaProd, sample.rank);
     let x0: tf.Tensor;
     let eps: tf.Tensor;
     if (predictionType === 'epsilon') {
@@ -557,9 +597,7 @@ export function predictX0<T extends tf.Tensor>(
   checkPair(modelOutput, sample, 'modelOutput', 'sample');
   checkAlphaBatch(alphaProd, sample.shape[0]);
   return tf.tidy(() => {
-    const rank = sample.rank;
-    const sqrtA = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(a))), rank);
-    const sqrtB = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(f32(1 - a)))), rank);
+    const [sqrtA, sqrtB] = sqrtAlphaCoefficients(alphaProd, sample.rank);
     switch (predictionType) {
       case 'epsilon':
         return tf.div(tf.sub(sample, tf.mul(sqrtB, modelOutput)), sqrtA) as T;
@@ -580,9 +618,7 @@ export function epsFromX0<T extends tf.Tensor>(x0: T, sample: T, alphaProd: Alph
   checkPair(x0, sample, 'x0', 'sample');
   checkAlphaBatch(alphaProd, sample.shape[0]);
   return tf.tidy(() => {
-    const rank = sample.rank;
-    const sqrtA = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(a))), rank);
-    const sqrtB = coefficient(mapAlpha(alphaProd, (a) => f32(Math.sqrt(f32(1 - a)))), rank);
+    const [sqrtA, sqrtB] = sqrtAlphaCoefficients(alphaProd, sample.rank);
     return tf.div(tf.sub(sample, tf.mul(sqrtA, x0)), sqrtB) as T;
   });
 }
@@ -667,6 +703,12 @@ function timestepList(timesteps: TimestepsInput, T: number, batch: number): numb
   return list;
 }
 
+/** ᾱ at validated timesteps: one value for the batch, or one per sample. */
+function alphaProdAt(alphasCumprod: Float32Array, timesteps: TimestepsInput, batch: number): AlphaProd {
+  const ts = timestepList(timesteps, alphasCumprod.length, batch);
+  return typeof ts === 'number' ? (alphasCumprod[ts] as number) : ts.map((t) => alphasCumprod[t] as number);
+}
+
 /**
  * The forward process q(x_t | x_0) (Ho et al. 2020 eq. 4; diffusers' `add_noise`):
  * `x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε`, with one timestep for the batch or one per sample.
@@ -678,12 +720,9 @@ export function addNoise<T extends tf.Tensor>(
   timesteps: TimestepsInput,
 ): T {
   checkPair(originalSamples, noise, 'originalSamples', 'noise');
-  const ts = timestepList(timesteps, alphasCumprod.length, originalSamples.shape[0] as number);
-  const a = typeof ts === 'number' ? (alphasCumprod[ts] as number) : ts.map((t) => alphasCumprod[t] as number);
+  const a = alphaProdAt(alphasCumprod, timesteps, originalSamples.shape[0] as number);
   return tf.tidy(() => {
-    const rank = originalSamples.rank;
-    const sqrtA = coefficient(mapAlpha(a, (x) => f32(Math.sqrt(x))), rank);
-    const sqrtB = coefficient(mapAlpha(a, (x) => f32(Math.sqrt(f32(1 - x)))), rank);
+    const [sqrtA, sqrtB] = sqrtAlphaCoefficients(a, originalSamples.rank);
     return tf.add(tf.mul(sqrtA, originalSamples), tf.mul(sqrtB, noise)) as T;
   });
 }
@@ -699,12 +738,9 @@ export function getVelocity<T extends tf.Tensor>(
   timesteps: TimestepsInput,
 ): T {
   checkPair(sample, noise, 'sample', 'noise');
-  const ts = timestepList(timesteps, alphasCumprod.length, sample.shape[0] as number);
-  const a = typeof ts === 'number' ? (alphasCumprod[ts] as number) : ts.map((t) => alphasCumprod[t] as number);
+  const a = alphaProdAt(alphasCumprod, timesteps, sample.shape[0] as number);
   return tf.tidy(() => {
-    const rank = sample.rank;
-    const sqrtA = coefficient(mapAlpha(a, (x) => f32(Math.sqrt(x))), rank);
-    const sqrtB = coefficient(mapAlpha(a, (x) => f32(Math.sqrt(f32(1 - x)))), rank);
+    const [sqrtA, sqrtB] = sqrtAlphaCoefficients(a, sample.rank);
     return tf.sub(tf.mul(sqrtA, noise), tf.mul(sqrtB, sample)) as T;
   });
 }
@@ -746,14 +782,34 @@ export abstract class SchedulerBase<C extends CommonSchedulerConfig> {
 
   /** The diffusers class this scheduler mirrors. */
   abstract readonly className: SchedulerClassName;
+  /** The order the loop visits timesteps (descending: sampling; ascending: inversion). */
+  private readonly timestepOrder: 'descending' | 'ascending';
 
-  protected constructor(config: C, timesteps: readonly number[]) {
+  /**
+   * `order`: the order the loop visits timesteps — `descending` for samplers (the initial grid is
+   * T−1…0), `ascending` for inversion (0…T−1).
+   */
+  protected constructor(config: C, order: 'descending' | 'ascending') {
     this.config = Object.freeze({ ...config, trainedBetas: config.trainedBetas ? Object.freeze([...config.trainedBetas]) : null });
     const schedule = new NoiseSchedule(config);
     this.betas = schedule.betas;
     this.alphas = schedule.alphas;
     this.alphasCumprod = schedule.alphasCumprod;
-    this.timesteps = timesteps;
+    const T = config.numTrainTimesteps;
+    this.timestepOrder = order;
+    this.timesteps = Array.from({ length: T }, (_, i) => (order === 'descending' ? T - 1 - i : i));
+  }
+
+  /**
+   * diffusers' `set_timesteps(n)`: the `timestep_spacing` grid of n steps (see {@link ddimTimesteps}),
+   * in the loop's order; sets `timesteps` and `numInferenceSteps` and returns the grid.
+   */
+  protected setSpacedTimesteps(numInferenceSteps: number): readonly number[] {
+    const c = this.config;
+    const grid = ddimTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset);
+    this.timesteps = this.timestepOrder === 'descending' ? grid : grid.reverse();
+    this.numInferenceSteps = numInferenceSteps;
+    return this.timesteps;
   }
 
   /** T. */

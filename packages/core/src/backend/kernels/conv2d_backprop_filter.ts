@@ -14,19 +14,18 @@
  * @module
  */
 import { Conv2DBackpropFilter, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import { convGeometry, type ConvGeometry, type ConvGradAttrs } from './conv_geometry.js';
+import { convGeometry, convGradKernelArgs, type ConvGeometry, type ConvGradAttrs } from './conv_geometry.js';
 import {
   allocF32,
-  asWasmBackend,
   elemOffset,
   heapF32,
   Intermediates,
-  requireFloat32,
   runWasmKernel,
   sizeOf,
   view,
   wasmKernelTuning,
   xnnGemm,
+  zerosF32,
   type WasmBackendLike,
 } from './wasm_util.js';
 
@@ -119,15 +118,9 @@ function isPointwise(g: ConvGeometry): boolean {
  * Kernel function for `Conv2DBackpropFilter` on wasm: inputs `{x, dy}` (NHWC float32), attrs
  * `{strides, pad, dataFormat, dimRoundingMode, filterShape}`; returns dW shaped `filterShape`.
  */
-export const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: rawBackend, attrs }) => {
+export const conv2DBackpropFilterWasm: KernelFunc = (args) => {
   const name = Conv2DBackpropFilter;
-  const backend = asWasmBackend(rawBackend, name);
-  const x = inputs['x'];
-  const dy = inputs['dy'];
-  if (x === undefined || dy === undefined) throw new Error(`${name} (diffmem wasm): needs inputs x and dy`);
-  const a = attrs as unknown as Conv2DBackpropFilterAttrs;
-  requireFloat32(name, 'x', x);
-  requireFloat32(name, 'dy', dy);
+  const { backend, inputs: [x, dy], attrs: a } = convGradKernelArgs<Conv2DBackpropFilterAttrs>(name, args, ['x', 'dy']);
   const filterShape = [...a.filterShape] as [number, number, number, number];
   const g = convGeometry(name, x.shape, filterShape, dy.shape, a);
 
@@ -135,8 +128,7 @@ export const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend: rawBacke
   let acc: TensorInfo | null = null;
   try {
     if (sizeOf(x.shape) === 0 || sizeOf(dy.shape) === 0) {
-      acc = allocF32(backend, filterShape);
-      heapF32(backend).fill(0, elemOffset(backend, acc), elemOffset(backend, acc) + sizeOf(filterShape));
+      acc = zerosF32(backend, filterShape);
       return acc;
     }
     const xT = scope.track(runWasmKernel(backend, 'Transpose', { x }, { perm: [3, 1, 2, 0] }));

@@ -18,19 +18,18 @@ import {
   type NamedAttrMap,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
-import { convGeometry, type ConvGeometry, type ConvGradAttrs } from './conv_geometry.js';
+import { convGeometry, convGradKernelArgs, type ConvGeometry, type ConvGradAttrs } from './conv_geometry.js';
 import {
   allocF32,
-  asWasmBackend,
   elemOffset,
   heapF32,
   Intermediates,
-  requireFloat32,
   runWasmKernel,
   sizeOf,
   view,
   wasmKernelTuning,
   xnnGemm,
+  zerosF32,
   type WasmBackendLike,
 } from './wasm_util.js';
 
@@ -202,13 +201,9 @@ function viaGemmCol2im(
   const pixels = g.batch * g.outH * g.outW;
   // Wᵀ [Co, kH·kW·Ci] is a fresh tensor, so XNNPACK's cached packing of it is dropped with it.
   const wT = scope.track(runWasmKernel(backend, 'Transpose', { x: view(filter, [M, g.outC]) }, { perm: [1, 0] }));
-  const dx = allocF32(backend, [g.batch, g.inH, g.inW, g.inC]);
+  // col2im scatter-adds into dx, so it starts at zero.
+  const dx = zerosF32(backend, [g.batch, g.inH, g.inW, g.inC]);
   try {
-    {
-      const h = heapF32(backend);
-      const o = elemOffset(backend, dx);
-      h.fill(0, o, o + sizeOf(dx.shape));
-    }
     const perChunk = Math.max(1, Math.floor(Math.min(wasmKernelTuning.chunkFloats, COL_CACHE_FLOATS) / M));
     for (let p0 = 0; p0 < pixels; p0 += perChunk) {
       const count = Math.min(perChunk, pixels - p0);
@@ -237,25 +232,15 @@ function viaGemmCol2im(
  * Kernel function for `Conv2DBackpropInput` on wasm: inputs `{dy, filter}` (NHWC float32), attrs
  * `{strides, pad, dataFormat, dimRoundingMode, inputShape}`; returns dx shaped `inputShape`.
  */
-export const conv2DBackpropInputWasm: KernelFunc = ({ inputs, backend: rawBackend, attrs }) => {
+export const conv2DBackpropInputWasm: KernelFunc = (args) => {
   const name = Conv2DBackpropInput;
-  const backend = asWasmBackend(rawBackend, name);
-  const dy = inputs['dy'];
-  const filter = inputs['filter'];
-  if (dy === undefined || filter === undefined) throw new Error(`${name} (diffmem wasm): needs inputs dy and filter`);
-  const a = attrs as unknown as Conv2DBackpropInputAttrs;
-  requireFloat32(name, 'dy', dy);
-  requireFloat32(name, 'filter', filter);
+  const { backend, inputs: [dy, filter], attrs: a } = convGradKernelArgs<Conv2DBackpropInputAttrs>(name, args, ['dy', 'filter']);
   const inputShape = [...a.inputShape] as [number, number, number, number];
   const g = convGeometry(name, inputShape, filter.shape, dy.shape, a);
 
   const scope = new Intermediates(backend);
   try {
-    if (sizeOf(inputShape) === 0 || sizeOf(dy.shape) === 0 || sizeOf(filter.shape) === 0) {
-      const dx = allocF32(backend, inputShape);
-      heapF32(backend).fill(0, elemOffset(backend, dx), elemOffset(backend, dx) + sizeOf(inputShape));
-      return dx;
-    }
+    if (sizeOf(inputShape) === 0 || sizeOf(dy.shape) === 0 || sizeOf(filter.shape) === 0) return zerosF32(backend, inputShape);
     const dx = viaPhaseConvs(backend, scope, g, dy, filter) ?? viaGemmCol2im(backend, scope, g, dy, filter);
     return view(dx, inputShape);
   } finally {

@@ -1,9 +1,11 @@
 /**
- * Validated NHWC 2D-convolution geometry for the gradient kernels: the forward conv's shapes,
- * strides and the resolved top/left/bottom/right padding for every tfjs pad spelling.
+ * What the two conv-gradient kernels share: unpacking and checking a kernel call's inputs, and the
+ * validated NHWC 2D-convolution geometry — the forward conv's shapes, strides and the resolved
+ * top/left/bottom/right padding for every tfjs pad spelling.
  * @module
  */
-import { backend_util } from '@tensorflow/tfjs-core';
+import { backend_util, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import { asWasmBackend, requireFloat32, type WasmBackendLike } from './wasm_util.js';
 
 /** tfjs' pad argument: 'same', 'valid', one number for all sides, or explicit NHWC pairs. */
 export type ConvPad =
@@ -20,6 +22,33 @@ export interface ConvGradAttrs {
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
   /** Not a tfjs attribute of these kernels; checked in case a caller passes one anyway. */
   dilations?: number | [number, number];
+}
+
+/** A conv-gradient kernel call after {@link convGradKernelArgs}' checks. */
+export interface ConvGradKernelArgs<A extends ConvGradAttrs> {
+  backend: WasmBackendLike;
+  /** The two inputs, in the order their names were given. */
+  inputs: [TensorInfo, TensorInfo];
+  attrs: A;
+}
+
+/**
+ * Unpacks a `Conv2DBackpropInput` / `Conv2DBackpropFilter` kernel call: the wasm backend and the
+ * two named inputs, which must be present and float32 (checked in that order).
+ */
+export function convGradKernelArgs<A extends ConvGradAttrs>(
+  kernelName: string,
+  call: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: NamedAttrMap },
+  inputNames: [string, string],
+): ConvGradKernelArgs<A> {
+  const backend = asWasmBackend(call.backend, kernelName);
+  const [nameA, nameB] = inputNames;
+  const a = call.inputs[nameA];
+  const b = call.inputs[nameB];
+  if (a === undefined || b === undefined) throw new Error(`${kernelName} (diffmem wasm): needs inputs ${nameA} and ${nameB}`);
+  requireFloat32(kernelName, nameA, a);
+  requireFloat32(kernelName, nameB, b);
+  return { backend, inputs: [a, b], attrs: call.attrs as unknown as A };
 }
 
 /** The forward convolution `y = conv2d(x, w)` whose gradient is being computed. */

@@ -183,6 +183,13 @@ export function allocF32(backend: WasmBackendLike, shape: number[]): TensorInfo 
   return backend.makeOutput(shape, 'float32');
 }
 
+/** Allocates a float32 tensor on the wasm heap filled with zeros (the gradient of an empty product). */
+export function zerosF32(backend: WasmBackendLike, shape: number[]): TensorInfo {
+  const t = allocF32(backend, shape);
+  heapF32(backend).fill(0, elemOffset(backend, t), elemOffset(backend, t) + sizeOf(shape));
+  return t;
+}
+
 /** Throws unless `t` is float32 (the XNNPACK kernels these compose only take float32). */
 export function requireFloat32(kernelName: string, name: string, t: TensorInfo): void {
   if (t.dtype !== 'float32') {

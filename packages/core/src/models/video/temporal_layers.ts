@@ -14,7 +14,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../../errors.js';
 import { silu } from '../activations.js';
 import { getTimestepEmbedding } from '../embeddings.js';
-import { isRecordingGradients, Linear } from '../layers.js';
+import { MultiHeadProjections } from '../attention.js';
+import { isRecordingGradients } from '../layers.js';
 import { joinName, ParamRegistry, torchDefaultBound, type ParamSource, type ParamSpec } from '../modeling_utils.js';
 import { GroupNorm } from '../normalization.js';
 
@@ -123,34 +124,22 @@ export interface TemporalAttentionOptions {
  * PE is the DDPM/Transformer sinusoid of the frame index 0…T−1 (no parameters), so sampling may use
  * other clip lengths than training.
  */
-export class TemporalAttention {
+export class TemporalAttention extends MultiHeadProjections {
   readonly groupNorm: GroupNorm;
-  readonly toQ: Linear;
-  readonly toK: Linear;
-  readonly toV: Linear;
-  readonly toOut: Linear;
-  readonly heads: number;
-  readonly headDim: number;
-  readonly scale: number;
 
   constructor(reg: ParamRegistry, readonly prefix: string, readonly opts: TemporalAttentionOptions) {
     const c = opts.channels;
     const d = opts.headDim ?? c;
-    this.heads = Math.floor(c / d);
-    if (this.heads < 1) {
+    if (Math.floor(c / d) < 1) {
       throw new ConfigError(`VideoUNetModel config: temporal_attention_head_dim = ${d} exceeds the ${c} channels of ${prefix}`, {
         field: 'temporal_attention_head_dim',
         value: d,
       });
     }
-    this.headDim = d;
-    this.scale = 1 / Math.sqrt(d);
-    const inner = this.heads * d;
-    this.groupNorm = new GroupNorm(reg, joinName(prefix, 'group_norm'), opts.groups, c, opts.eps);
-    this.toQ = new Linear(reg, joinName(prefix, 'to_q'), c, inner);
-    this.toK = new Linear(reg, joinName(prefix, 'to_k'), c, inner);
-    this.toV = new Linear(reg, joinName(prefix, 'to_v'), c, inner);
-    this.toOut = new Linear(new ZeroInitRegistry(reg), joinName(prefix, 'to_out.0'), inner, c);
+    // Declared before the projections: state-dict order.
+    const groupNorm = new GroupNorm(reg, joinName(prefix, 'group_norm'), opts.groups, c, opts.eps);
+    super(reg, prefix, c, d, new ZeroInitRegistry(reg));
+    this.groupNorm = groupNorm;
   }
 
   /** `x` [B·T,H,W,C] (clips' frames consecutive) → same shape. */

@@ -12,16 +12,27 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { DTypeError, InputError, NonFiniteError, ShapeError, ValueRangeError, WeightsError } from '../../errors.js';
-import { toGenerator, type RandomSource } from '../../random.js';
+import { DTypeError, ShapeError, WeightsError } from '../../errors.js';
+import { toGenerator } from '../../random.js';
 import type { SafetensorsTensor } from '../../safetensors/safetensors.js';
 import { silu } from '../activations.js';
 import type { Attention } from '../attention.js';
 import { TimestepEmbedding, Timesteps } from '../embeddings.js';
 import { Conv2d, Embedding } from '../layers.js';
-import { initialValues, nativeShape, nativeToTorch, numel, torchToNative, ParamRegistry, type ParamSource, type ParamSpec } from '../modeling_utils.js';
+import {
+  checkClassLabels,
+  ModelWithWeights,
+  timestepTensor,
+  valuesFromStateDict,
+  type LoadWeightsReport,
+  type ModelInitOptions,
+  type ParamValues,
+  type StateDictInput,
+} from '../model_with_weights.js';
+import { initialValues, ParamRegistry, type ParamSource } from '../modeling_utils.js';
 import { GroupNorm } from '../normalization.js';
 import type { UNet2DModel } from '../unet_2d.js';
+import { downBlockOptions, midBlockOptions, unetAttentionModules, upBlockOptions } from '../unet_2d_blocks.js';
 import { timeEmbedDim } from '../unet_2d_config.js';
 import { DownBlock3D, UNetMidBlock3D, UpBlock3D, type TemporalBlockOptions } from './video_unet_blocks.js';
 import {
@@ -97,76 +108,12 @@ export class VideoUNetArchitecture {
     this.timeEmbedding = new TimestepEmbedding(reg, 'time_embedding', c0, temb);
     this.classEmbedding = c.num_class_embeds === null ? null : new Embedding(reg, 'class_embedding', c.num_class_embeds, temb);
 
-    const common = {
-      ...temporal,
-      numLayers: c.layers_per_block,
-      tembChannels: temb,
-      resnetEps: c.norm_eps,
-      resnetActFn: c.act_fn,
-      resnetGroups: c.norm_num_groups,
-      resnetTimeScaleShift: c.resnet_time_scale_shift,
-    };
-    let outC = c0;
     c.down_block_types.forEach((type, i) => {
-      const inC = outC;
-      outC = boc[i] as number;
-      this.downBlocks.push(
-        new DownBlock3D(
-          reg,
-          `down_blocks.${i}`,
-          {
-            ...common,
-            inChannels: inC,
-            outChannels: outC,
-            attentionHeadDim: c.attention_head_dim ?? outC,
-            addDownsample: i !== boc.length - 1,
-            downsamplePadding: c.downsample_padding,
-          },
-          type === 'AttnDownBlock3D',
-        ),
-      );
+      this.downBlocks.push(new DownBlock3D(reg, `down_blocks.${i}`, { ...downBlockOptions(c, temb, i), ...temporal }, type === 'AttnDownBlock3D'));
     });
-
-    const last = boc[boc.length - 1] as number;
-    this.midBlock =
-      c.mid_block_type === null
-        ? null
-        : new UNetMidBlock3D(reg, 'mid_block', {
-            ...temporal,
-            inChannels: last,
-            tembChannels: temb,
-            resnetEps: c.norm_eps,
-            resnetActFn: c.act_fn,
-            resnetGroups: c.norm_num_groups,
-            resnetTimeScaleShift: c.resnet_time_scale_shift,
-            attnGroups: c.attn_norm_num_groups,
-            addAttention: c.add_attention,
-            attentionHeadDim: c.attention_head_dim ?? last,
-            outputScaleFactor: c.mid_block_scale_factor,
-          });
-
-    const rev = [...boc].reverse();
-    outC = rev[0] as number;
+    this.midBlock = c.mid_block_type === null ? null : new UNetMidBlock3D(reg, 'mid_block', { ...midBlockOptions(c, temb), ...temporal });
     c.up_block_types.forEach((type, i) => {
-      const prevOutputChannel = outC;
-      outC = rev[i] as number;
-      const inC = rev[Math.min(i + 1, boc.length - 1)] as number;
-      this.upBlocks.push(
-        new UpBlock3D(
-          reg,
-          `up_blocks.${i}`,
-          {
-            ...common,
-            numLayers: c.layers_per_block + 1,
-            inChannels: inC,
-            outChannels: outC,
-            prevOutputChannel,
-            attentionHeadDim: c.attention_head_dim ?? outC,
-            addUpsample: i !== boc.length - 1,
-          },
-          type === 'AttnUpBlock3D',
-        ),
-      );
+      this.upBlocks.push(new UpBlock3D(reg, `up_blocks.${i}`, { ...upBlockOptions(c, temb, i), ...temporal }, type === 'AttnUpBlock3D'));
     });
 
     this.convNormOut = new GroupNorm(reg, 'conv_norm_out', c.norm_num_groups, c0, c.norm_eps);
@@ -175,11 +122,7 @@ export class VideoUNetArchitecture {
 
   /** Every spatial attention module. */
   attentionModules(): Attention[] {
-    const mods: Attention[] = [];
-    for (const b of this.downBlocks) mods.push(...b.attentions);
-    if (this.midBlock) mods.push(...this.midBlock.attentions);
-    for (const b of this.upBlocks) mods.push(...b.attentions);
-    return mods;
+    return unetAttentionModules(this);
   }
 
   /**
@@ -214,24 +157,13 @@ export class VideoUNetArchitecture {
 }
 
 /** Tensors accepted by {@link VideoUNetModel.loadWeights}: torch layout, by state-dict name. */
-export type VideoStateDictInput =
-  | ReadonlyMap<string, SafetensorsTensor | tf.Tensor>
-  | Readonly<Record<string, SafetensorsTensor | tf.Tensor>>;
+export type VideoStateDictInput = StateDictInput;
 
-/** What {@link VideoUNetModel.loadWeights} did. */
-export interface VideoLoadWeightsReport {
-  loaded: string[];
-  /** Parameters not given (kept their values; strict mode throws instead). */
-  missing: string[];
-  /** Given tensors that are not parameters (strict mode throws instead). */
-  unexpected: string[];
-}
+/** What {@link VideoUNetModel.loadWeights} did (`renamed` is always empty: no legacy names). */
+export type VideoLoadWeightsReport = LoadWeightsReport;
 
 /** Options of {@link VideoUNetModel.fromConfig}. */
-export interface VideoUNetFromConfigOptions {
-  /** Seed or Generator of the random initialisation. */
-  seed: RandomSource;
-}
+export type VideoUNetFromConfigOptions = ModelInitOptions;
 
 /**
  * The factorised space-time video UNet. Implements {@link TrainableVideoDenoiser}; weights are
@@ -244,25 +176,13 @@ export interface VideoUNetFromConfigOptions {
  * model.dispose();
  * ```
  */
-export class VideoUNetModel implements TrainableVideoDenoiser {
+export class VideoUNetModel extends ModelWithWeights<VideoUNetArchitecture> implements TrainableVideoDenoiser {
   readonly config: VideoUNetConfig;
   readonly info: VideoDenoiserInfo;
-  readonly architecture: VideoUNetArchitecture;
-  private readonly specs: ParamSpec[];
-  private readonly vars = new Map<string, tf.Variable>();
-  private disposed = false;
-  private readonly source: ParamSource = {
-    get: (name) => {
-      const v = this.vars.get(name);
-      if (!v) throw new WeightsError('WEIGHTS_MISSING', `parameter ${name} does not exist`, { name });
-      return v;
-    },
-  };
 
-  private constructor(config: VideoUNetConfig, values: (spec: ParamSpec) => Float32Array) {
+  private constructor(config: VideoUNetConfig, values: ParamValues) {
+    super(new VideoUNetArchitecture(config), values, 'VideoUNetModel');
     this.config = config;
-    this.architecture = new VideoUNetArchitecture(config);
-    this.specs = this.architecture.registry.specs;
     this.info = {
       sampleSize: config.sample_size,
       numFrames: config.num_frames,
@@ -270,17 +190,6 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
       outChannels: config.out_channels,
       numClassEmbeds: config.num_class_embeds,
     };
-    try {
-      for (const spec of this.specs) {
-        this.vars.set(
-          spec.name,
-          tf.tidy(() => tf.variable(tf.tensor(values(spec), nativeShape(spec), 'float32'), spec.trainable)),
-        );
-      }
-    } catch (e) {
-      for (const v of this.vars.values()) v.dispose();
-      throw e;
-    }
   }
 
   /**
@@ -301,8 +210,7 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
   static fromWeights(config: unknown, tensors: VideoStateDictInput): VideoUNetModel {
     const parsed = parseVideoUNetConfig(config);
     const specs = new VideoUNetArchitecture(parsed).registry.specs;
-    const resolved = resolveVideoWeights(specs, tensors, true);
-    return new VideoUNetModel(parsed, (spec) => resolved.values.get(spec.name) as Float32Array);
+    return new VideoUNetModel(parsed, valuesFromStateDict(specs, new Map(), tensors));
   }
 
   /**
@@ -340,28 +248,6 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
     return model;
   }
 
-  /** Parameter declarations (torch shapes, layouts, initialisations), in state-dict order. */
-  parameterSpecs(): ParamSpec[] {
-    return [...this.specs];
-  }
-
-  /** Number of parameter values. */
-  paramCount(): number {
-    return this.specs.reduce((a, s) => a + numel(s.shape), 0);
-  }
-
-  /** Weights as variables by state-dict name (TF.js layout). */
-  get variables(): ReadonlyMap<string, tf.Variable> {
-    this.assertAlive();
-    return this.vars;
-  }
-
-  /** The trainable variables, in state-dict order. */
-  trainableVariables(): tf.Variable[] {
-    this.assertAlive();
-    return this.specs.filter((s) => s.trainable).map((s) => this.vars.get(s.name) as tf.Variable);
-  }
-
   /**
    * ε̂ (or x̂₀ / v̂, per the training target) for clips `sample` [B,T,H,W,C] at `timestep` (a
    * number, or [B] / [1]); `classLabels` [B] int32 for class-conditional models.
@@ -371,7 +257,7 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
   predict(sample: tf.Tensor5D, timestep: number | tf.Tensor1D, classLabels?: tf.Tensor1D): tf.Tensor5D {
     this.assertAlive();
     const b = this.checkSample(sample);
-    const labels = this.checkLabels(classLabels, b);
+    const labels = checkClassLabels(classLabels, b, this.architecture.classEmbedding, { model: 'VideoUNetModel', batch: 'B', item: 'clip' });
     return tf.tidy(() => this.architecture.forward(this.source, sample, timestepTensor(timestep, b), labels));
   }
 
@@ -394,56 +280,6 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
     return b;
   }
 
-  private checkLabels(labels: tf.Tensor1D | undefined, b: number): tf.Tensor1D | null {
-    const emb = this.architecture.classEmbedding;
-    if (!emb) {
-      if (labels !== undefined) throw new InputError('CLASS_LABELS_UNEXPECTED', 'classLabels given, but this VideoUNetModel is unconditional (no num_class_embeds)');
-      return null;
-    }
-    if (labels === undefined) throw new InputError('CLASS_LABELS_REQUIRED', 'this VideoUNetModel is class-conditional: predict needs classLabels [B]');
-    if (!(labels instanceof tf.Tensor) || labels.rank !== 1 || labels.shape[0] !== b) {
-      throw new ShapeError(`classLabels must have shape [${b}] (one per clip)`, { actual: (labels as tf.Tensor)?.shape });
-    }
-    if (labels.dtype !== 'int32') throw new DTypeError(`classLabels must be int32, got ${labels.dtype}`);
-    const v = labels.dataSync();
-    for (let i = 0; i < v.length; i++) {
-      const c = v[i] as number;
-      if (!(c >= 0 && c < emb.numEmbeddings)) throw new ValueRangeError(`classLabels[${i}] = ${c} is outside [0, ${emb.numEmbeddings})`, { index: i, value: c });
-    }
-    return labels;
-  }
-
-  /**
-   * Replaces weights with torch-layout tensors (e.g. from a safetensors file). Everything is
-   * validated first; variables are updated in place (`assign`), so optimizer references stay valid.
-   * @throws WeightsError: WEIGHTS_MISSING / WEIGHTS_UNEXPECTED (strict), WEIGHTS_SHAPE,
-   *   WEIGHTS_DTYPE, WEIGHTS_NON_FINITE.
-   */
-  loadWeights(tensors: VideoStateDictInput, options: { strict?: boolean } = {}): VideoLoadWeightsReport {
-    this.assertAlive();
-    const resolved = resolveVideoWeights(this.specs, tensors, options.strict ?? true);
-    for (const spec of this.specs) {
-      const data = resolved.values.get(spec.name);
-      if (!data) continue;
-      const v = this.vars.get(spec.name) as tf.Variable;
-      tf.tidy(() => v.assign(tf.tensor(data, nativeShape(spec), 'float32')));
-    }
-    return resolved.report;
-  }
-
-  /** The weights in torch layout (conv [O,I,kh,kw], linear [O,I]) as float32 safetensors entries. */
-  stateDict(): Map<string, SafetensorsTensor> {
-    this.assertAlive();
-    const out = new Map<string, SafetensorsTensor>();
-    for (const spec of this.specs) {
-      const t = nativeToTorch(spec.layout, this.vars.get(spec.name) as tf.Variable);
-      const data = (t.dataSync() as Float32Array).slice();
-      t.dispose();
-      out.set(spec.name, { dtype: 'F32', shape: [...spec.shape], data });
-    }
-    return out;
-  }
-
   /**
    * The spatial weights only: a state dict `UNet2DModel.fromWeights(spatialUNet2DConfig(config), …)`
    * loads — the per-frame image model inside the video model.
@@ -454,93 +290,11 @@ export class VideoUNetModel implements TrainableVideoDenoiser {
     return all;
   }
 
-  /** Frees every variable. */
-  dispose(): void {
-    if (this.disposed) return;
-    for (const v of this.vars.values()) v.dispose();
-    this.vars.clear();
-    this.disposed = true;
-  }
-
-  get isDisposed(): boolean {
-    return this.disposed;
-  }
-
   /** The config as written to `config.json`. */
   toJSON(): Record<string, unknown> {
     return videoUNetConfigToJSON(this.config);
   }
-
-  private assertAlive(): void {
-    if (this.disposed) throw new InputError('MODEL_DISPOSED', 'this VideoUNetModel was disposed');
-  }
 }
 
-/** A number or a [B]/[1] tensor → float32 [B] (validated). */
-export function timestepTensor(timestep: number | tf.Tensor1D, b: number): tf.Tensor1D {
-  if (typeof timestep === 'number') {
-    if (!Number.isFinite(timestep)) throw new NonFiniteError(`timestep must be finite, got ${timestep}`);
-    return tf.fill([b], timestep, 'float32') as tf.Tensor1D;
-  }
-  if (!(timestep instanceof tf.Tensor) || timestep.rank > 1 || (timestep.size !== 1 && timestep.size !== b)) {
-    throw new ShapeError(`timestep must be a number or a tensor of shape [${b}] or [1]`, { actual: (timestep as tf.Tensor)?.shape });
-  }
-  return tf.tidy(() => {
-    const t = tf.cast(tf.reshape(timestep, [-1]), 'float32') as tf.Tensor1D;
-    return t.size === b ? t : (tf.broadcastTo(t, [b]) as tf.Tensor1D);
-  });
-}
-
-/** Resolves torch-layout tensors against the parameter table; values come back in TF.js layout. */
-function resolveVideoWeights(
-  specs: readonly ParamSpec[],
-  tensors: VideoStateDictInput,
-  strict: boolean,
-): { values: Map<string, Float32Array>; report: VideoLoadWeightsReport } {
-  const byName = new Map(specs.map((s) => [s.name, s]));
-  const entries: Array<[string, SafetensorsTensor | tf.Tensor]> =
-    tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, SafetensorsTensor | tf.Tensor>);
-  const values = new Map<string, Float32Array>();
-  const unexpected: string[] = [];
-  for (const [key, value] of entries) {
-    const spec = byName.get(key);
-    if (!spec) {
-      unexpected.push(key);
-      continue;
-    }
-    let shape: number[];
-    let data: Float32Array;
-    if (value instanceof tf.Tensor) {
-      if (value.dtype !== 'float32') throw new WeightsError('WEIGHTS_DTYPE', `tensor ${key} is ${value.dtype}; weights must be float32`, { name: key });
-      shape = [...value.shape];
-      data = value.dataSync() as Float32Array;
-    } else if (value && typeof value === 'object' && Array.isArray(value.shape) && value.dtype === 'F32' && value.data instanceof Float32Array) {
-      shape = [...value.shape];
-      data = value.data;
-    } else {
-      throw new WeightsError('WEIGHTS_DTYPE', `tensor ${key} must be a float32 tf.Tensor or an F32 safetensors entry`, { name: key });
-    }
-    if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i]) || data.length !== numel(spec.shape)) {
-      throw new WeightsError('WEIGHTS_SHAPE', `tensor ${key} has shape [${shape.join(',')}], but the model expects [${spec.shape.join(',')}]`, {
-        name: key,
-        expected: [...spec.shape],
-        actual: shape,
-      });
-    }
-    for (let i = 0; i < data.length; i++) {
-      const x = data[i] as number;
-      if (x - x !== 0) throw new WeightsError('WEIGHTS_NON_FINITE', `tensor ${key} contains a non-finite value (${x}) at flat index ${i}`, { name: key, index: i });
-    }
-    const native = tf.tidy(() => torchToNative(spec.layout, tf.tensor(data, [...spec.shape], 'float32')));
-    values.set(key, native.dataSync() as Float32Array);
-    native.dispose();
-  }
-  const missing = specs.filter((s) => !values.has(s.name)).map((s) => s.name);
-  if (strict && missing.length > 0) {
-    throw new WeightsError('WEIGHTS_MISSING', `missing ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`, { missing });
-  }
-  if (strict && unexpected.length > 0) {
-    throw new WeightsError('WEIGHTS_UNEXPECTED', `unexpected ${unexpected.length} tensor(s) not in the model: ${unexpected.slice(0, 5).join(', ')}`, { unexpected });
-  }
-  return { values, report: { loaded: [...values.keys()], missing, unexpected } };
-}
+// Kept under its old home (now shared with UNet2DModel).
+export { timestepTensor } from '../model_with_weights.js';

@@ -8,11 +8,11 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Attention } from '../attention.js';
+import type { Attention } from '../attention.js';
 import { Downsample2D } from '../downsampling.js';
 import { joinName, type ParamRegistry, type ParamSource } from '../modeling_utils.js';
 import { ResnetBlock2D } from '../resnet.js';
-import type { BlockOptions } from '../unet_2d_blocks.js';
+import { blockAttention, blockResnet, midBlockAttention, midBlockResnetOptions, type BlockOptions, type MidBlockOptions } from '../unet_2d_blocks.js';
 import { Upsample2D } from '../upsampling.js';
 import { TemporalAttention, TemporalConvLayer } from './temporal_layers.js';
 
@@ -28,19 +28,6 @@ export interface TemporalBlockOptions {
 
 /** Options of a space-time block: core's {@link BlockOptions} plus the temporal settings. */
 export interface SpaceTimeBlockOptions extends BlockOptions, TemporalBlockOptions {}
-
-function resnet(reg: ParamRegistry, prefix: string, o: BlockOptions, inC: number, outC: number): ResnetBlock2D {
-  return new ResnetBlock2D(reg, prefix, {
-    inChannels: inC,
-    outChannels: outC,
-    tembChannels: o.tembChannels,
-    groups: o.resnetGroups,
-    eps: o.resnetEps,
-    nonLinearity: o.resnetActFn,
-    timeEmbeddingNorm: o.resnetTimeScaleShift,
-    outputScaleFactor: o.outputScaleFactor ?? 1,
-  });
-}
 
 function tempConv(reg: ParamRegistry, prefix: string, o: SpaceTimeBlockOptions, channels: number): TemporalConvLayer | null {
   if (o.temporalConvLayers === 0) return null;
@@ -86,17 +73,9 @@ class SpaceTimeLayer {
 
 function layer(reg: ParamRegistry, prefix: string, i: number, o: SpaceTimeBlockOptions, inC: number, outC: number, withAttention: boolean): SpaceTimeLayer {
   // Declaration order = state-dict order: resnets.i, temp_convs.i, attentions.i, temp_attentions.i.
-  const r = resnet(reg, joinName(prefix, `resnets.${i}`), o, inC, outC);
+  const r = blockResnet(reg, joinName(prefix, `resnets.${i}`), o, inC, outC);
   const tc = tempConv(reg, joinName(prefix, `temp_convs.${i}`), o, outC);
-  const attn = withAttention
-    ? new Attention(reg, joinName(prefix, `attentions.${i}`), {
-        channels: outC,
-        headDim: o.attentionHeadDim,
-        normNumGroups: o.resnetGroups,
-        eps: o.resnetEps,
-        rescaleOutputFactor: o.outputScaleFactor ?? 1,
-      })
-    : null;
+  const attn = withAttention ? blockAttention(reg, joinName(prefix, `attentions.${i}`), o, outC) : null;
   const ta = withAttention ? tempAttn(reg, joinName(prefix, `temp_attentions.${i}`), o, outC) : null;
   return new SpaceTimeLayer(r, tc, attn, ta);
 }
@@ -107,26 +86,31 @@ export interface DownBlock3DOptions extends SpaceTimeBlockOptions {
   downsamplePadding: number;
 }
 
+/** A block made of space-time layers (the down and up blocks). */
+abstract class SpaceTimeBlock {
+  readonly layers: SpaceTimeLayer[] = [];
+
+  /** Spatial attention modules (for legacy-name handling). */
+  get attentions(): Attention[] {
+    return this.layers.flatMap((l) => (l.attention ? [l.attention] : []));
+  }
+}
+
 /**
  * `DownBlock3D` / `AttnDownBlock3D`: `numLayers` space-time layers, each output pushed as a skip;
  * then, unless last, a per-frame Downsample2D (stride-2 conv) whose output is pushed too.
  */
-export class DownBlock3D {
-  readonly layers: SpaceTimeLayer[] = [];
+export class DownBlock3D extends SpaceTimeBlock {
   readonly downsampler: Downsample2D | null;
 
   constructor(reg: ParamRegistry, readonly prefix: string, o: DownBlock3DOptions, readonly withAttention: boolean) {
+    super();
     for (let i = 0; i < o.numLayers; i++) {
       this.layers.push(layer(reg, prefix, i, o, i === 0 ? o.inChannels : o.outChannels, o.outChannels, withAttention));
     }
     this.downsampler = o.addDownsample
       ? new Downsample2D(reg, joinName(prefix, 'downsamplers.0'), o.outChannels, true, o.outChannels, o.downsamplePadding)
       : null;
-  }
-
-  /** Spatial attention modules (for legacy-name handling). */
-  get attentions(): Attention[] {
-    return this.layers.flatMap((l) => (l.attention ? [l.attention] : []));
   }
 
   forward(p: ParamSource, x: tf.Tensor4D, temb: tf.Tensor2D, frames: number): { hidden: tf.Tensor4D; skips: tf.Tensor4D[] } {
@@ -154,21 +138,17 @@ export interface UpBlock3DOptions extends SpaceTimeBlockOptions {
  * `UpBlock3D` / `AttnUpBlock3D`: `numLayers` × (concat(h, pop skip) → space-time layer), then,
  * unless last, a per-frame Upsample2D (nearest ×2 then 3×3 conv).
  */
-export class UpBlock3D {
-  readonly layers: SpaceTimeLayer[] = [];
+export class UpBlock3D extends SpaceTimeBlock {
   readonly upsampler: Upsample2D | null;
 
   constructor(reg: ParamRegistry, readonly prefix: string, o: UpBlock3DOptions, readonly withAttention: boolean) {
+    super();
     for (let i = 0; i < o.numLayers; i++) {
       const skipC = i === o.numLayers - 1 ? o.inChannels : o.outChannels;
       const inC = i === 0 ? o.prevOutputChannel : o.outChannels;
       this.layers.push(layer(reg, prefix, i, o, inC + skipC, o.outChannels, withAttention));
     }
     this.upsampler = o.addUpsample ? new Upsample2D(reg, joinName(prefix, 'upsamplers.0'), o.outChannels, true, o.outChannels) : null;
-  }
-
-  get attentions(): Attention[] {
-    return this.layers.flatMap((l) => (l.attention ? [l.attention] : []));
   }
 
   forward(p: ParamSource, x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, frames: number): tf.Tensor4D {
@@ -181,20 +161,8 @@ export class UpBlock3D {
   }
 }
 
-/** Options of {@link UNetMidBlock3D}. */
-export interface MidBlock3DOptions extends TemporalBlockOptions {
-  inChannels: number;
-  tembChannels: number;
-  resnetEps: number;
-  resnetActFn: BlockOptions['resnetActFn'];
-  resnetGroups: number;
-  resnetTimeScaleShift: 'default' | 'scale_shift';
-  /** GroupNorm groups of the spatial attention (null: as UNet2DModel's mid block decides). */
-  attnGroups: number | null;
-  addAttention: boolean;
-  attentionHeadDim: number;
-  outputScaleFactor: number;
-}
+/** Options of {@link UNetMidBlock3D}: UNet2DModel's mid-block options (one layer) plus the temporal settings. */
+export interface MidBlock3DOptions extends Omit<MidBlockOptions, 'numLayers'>, TemporalBlockOptions {}
 
 /**
  * `UNetMidBlock3D`: resnet → temporal conv → [spatial attention → temporal attention] → resnet →
@@ -208,31 +176,15 @@ export class UNetMidBlock3D {
 
   constructor(reg: ParamRegistry, readonly prefix: string, o: MidBlock3DOptions) {
     const c = o.inChannels;
-    const attnGroups = o.attnGroups ?? (o.resnetTimeScaleShift === 'default' ? o.resnetGroups : null);
-    const blockOpts: SpaceTimeBlockOptions = {
-      ...o,
-      numLayers: 1,
-      outChannels: c,
-      attentionHeadDim: o.attentionHeadDim,
-      outputScaleFactor: o.outputScaleFactor,
-    };
-    this.resnets.push(resnet(reg, joinName(prefix, 'resnets.0'), blockOpts, c, c));
+    const blockOpts: SpaceTimeBlockOptions = { ...o, ...midBlockResnetOptions(o) };
+    this.resnets.push(blockResnet(reg, joinName(prefix, 'resnets.0'), blockOpts, c, c));
     this.tempConvs.push(tempConv(reg, joinName(prefix, 'temp_convs.0'), blockOpts, c));
     if (o.addAttention) {
-      this.attentions.push(
-        new Attention(reg, joinName(prefix, 'attentions.0'), {
-          channels: c,
-          headDim: o.attentionHeadDim,
-          normNumGroups: attnGroups,
-          normField: o.attnGroups === null ? 'norm_num_groups' : 'attn_norm_num_groups',
-          eps: o.resnetEps,
-          rescaleOutputFactor: o.outputScaleFactor,
-        }),
-      );
+      this.attentions.push(midBlockAttention(reg, joinName(prefix, 'attentions.0'), o));
       const ta = tempAttn(reg, joinName(prefix, 'temp_attentions.0'), blockOpts, c);
       if (ta) this.tempAttentions.push(ta);
     }
-    this.resnets.push(resnet(reg, joinName(prefix, 'resnets.1'), blockOpts, c, c));
+    this.resnets.push(blockResnet(reg, joinName(prefix, 'resnets.1'), blockOpts, c, c));
     this.tempConvs.push(tempConv(reg, joinName(prefix, 'temp_convs.1'), blockOpts, c));
   }
 

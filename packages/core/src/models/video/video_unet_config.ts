@@ -11,6 +11,7 @@
  * @module
  */
 import { ConfigError } from '../../errors.js';
+import type { SmallUNetOptions } from '../../training/train_unet.js';
 import { parseUNet2DConfig, type UNet2DConfig, type UNet2DDownBlockType, type UNet2DUpBlockType } from '../unet_2d_config.js';
 
 /** Down block types of the video UNet. */
@@ -166,19 +167,16 @@ export function videoUNetConfigToJSON(config: VideoUNetConfig): Record<string, u
   return { _class_name: VIDEO_UNET_CLASS_NAME, ...config };
 }
 
-/** Options of {@link smallVideoUNetConfig}. */
-export interface SmallVideoUNetOptions {
-  sampleSize: number;
+/**
+ * Options of {@link smallVideoUNetConfig}: those of core's image `smallUNetConfig` (sample size,
+ * channels, layers per block, class rows, GroupNorm groups) plus the frame count and temporal depth.
+ */
+export interface SmallVideoUNetOptions extends Omit<SmallUNetOptions, 'blockOutChannels' | 'attention'> {
   numFrames: number;
-  channels: number;
   /** Widths per resolution level (default [16, 32]). */
   blockOutChannels?: number[];
-  layersPerBlock?: number;
-  /** Rows of the class table (classes + 1 null row for classifier-free guidance), else omitted. */
-  numClassEmbeds?: number;
   /** Spatial + temporal attention at the lowest resolution level (default true). */
   attention?: boolean;
-  normNumGroups?: number;
   temporalConvLayers?: number;
 }
 

@@ -68,6 +68,18 @@ export function validatePyramidConfig(c: PyramidConfig, who: string): void {
   }
 }
 
+/** Throws a {@link ConfigError} unless the iteration count `key` of `who` is an integer ≥ 1. */
+export function validateIterationCount(value: number, key: string, who: string): void {
+  if (!Number.isInteger(value) || value < 1) throw new ConfigError(`${who}: ${key} must be an integer ≥ 1, got ${value}`);
+}
+
+/** Throws a {@link ConfigError} unless a median filter size is 0, 1 (both off) or odd. */
+export function validateMedianSize(size: number, who: string): void {
+  if (!Number.isInteger(size) || size < 0 || (size > 1 && size % 2 === 0)) {
+    throw new ConfigError(`${who}: medianSize must be 0, 1 or an odd integer, got ${size}`);
+  }
+}
+
 /** Number of pyramid levels that keep the coarsest shorter side ≥ `minLevelSize`. */
 export function usableLevels(height: number, width: number, c: PyramidConfig): number {
   let levels = 1;
@@ -180,6 +192,32 @@ export function coarseToFine(
     tf.dispose([...p0, ...p1]);
   }
   return flow as unknown as tf.Tensor4D;
+}
+
+/**
+ * A coarse-to-fine estimator (Horn–Schunck, Lucas–Kanade): checks the frames and runs
+ * {@link coarseToFine} with the method's own per-level refinement. Subclasses validate their
+ * config (pyramid options with {@link validatePyramidConfig}) before calling `super`.
+ */
+export abstract class CoarseToFineFlow<C extends PyramidConfig> implements FlowEstimator {
+  abstract readonly name: string;
+  readonly config: Readonly<C>;
+
+  /** `who` names the class in errors. */
+  protected constructor(
+    config: C,
+    private readonly who: string,
+  ) {
+    this.config = Object.freeze(config);
+  }
+
+  estimate(frames0: ImageBatch<'display'>, frames1: ImageBatch<'display'>): FlowField {
+    validateFramePair(frames0, frames1, this.who);
+    return coarseToFine(frames0, frames1, this.config, (i0, i1, init) => this.refineLevel(i0, i1, init)) as FlowField;
+  }
+
+  /** The flow at one level, refined from `init` (a new tensor; the arguments are not disposed). */
+  protected abstract refineLevel(i0: tf.Tensor4D, i1: tf.Tensor4D, init: tf.Tensor4D): tf.Tensor4D;
 }
 
 /** Options of {@link clipFlow}. */

@@ -21,17 +21,17 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, type FlowField, type ImageBatch } from '@diffmem/core';
+import { ConfigError } from '@diffmem/core';
 import {
+  CoarseToFineFlow,
   DEFAULT_PYRAMID_CONFIG,
-  coarseToFine,
-  validateFramePair,
+  validateIterationCount,
+  validateMedianSize,
   validatePyramidConfig,
-  type FlowEstimator,
   type PyramidConfig,
 } from './estimator.js';
-import { HsAverage, gradients, medianFilter } from './ops.js';
-import { warpBilinear } from './warp.js';
+import { HsAverage, gradients, replaceByMedian } from './ops.js';
+import { linearizeAtFlow } from './warp.js';
 
 /** Configuration of {@link HornSchunckFlow}. */
 export interface HornSchunckConfig extends PyramidConfig {
@@ -64,43 +64,29 @@ export const DEFAULT_HORN_SCHUNCK_CONFIG: Readonly<HornSchunckConfig> = {
 const ALPHA2_FLOOR = 1e-9;
 
 /** Dense coarse-to-fine Horn–Schunck flow (see the module documentation). */
-export class HornSchunckFlow implements FlowEstimator {
+export class HornSchunckFlow extends CoarseToFineFlow<HornSchunckConfig> {
   readonly name = 'horn-schunck';
-  readonly config: Readonly<HornSchunckConfig>;
 
   constructor(config: Partial<HornSchunckConfig> = {}) {
     const c = { ...DEFAULT_HORN_SCHUNCK_CONFIG, ...config };
     validatePyramidConfig(c, 'HornSchunckFlow');
     if (!(c.alpha > 0 && Number.isFinite(c.alpha))) throw new ConfigError(`HornSchunckFlow: alpha must be > 0, got ${c.alpha}`);
-    for (const key of ['iterations', 'warps'] as const) {
-      if (!Number.isInteger(c[key]) || c[key] < 1) throw new ConfigError(`HornSchunckFlow: ${key} must be an integer ≥ 1, got ${c[key]}`);
-    }
-    if (!Number.isInteger(c.medianSize) || c.medianSize < 0 || (c.medianSize > 1 && c.medianSize % 2 === 0)) {
-      throw new ConfigError(`HornSchunckFlow: medianSize must be 0, 1 or an odd integer, got ${c.medianSize}`);
-    }
-    this.config = Object.freeze(c);
-  }
-
-  estimate(frames0: ImageBatch<'display'>, frames1: ImageBatch<'display'>): FlowField {
-    validateFramePair(frames0, frames1, 'HornSchunckFlow');
-    return coarseToFine(frames0, frames1, this.config, (i0, i1, init) => this.refineLevel(i0, i1, init)) as FlowField;
+    for (const key of ['iterations', 'warps'] as const) validateIterationCount(c[key], key, 'HornSchunckFlow');
+    validateMedianSize(c.medianSize, 'HornSchunckFlow');
+    super(c, 'HornSchunckFlow');
   }
 
   /** Warping + Jacobi iterations at one level, starting from `init`. */
-  private refineLevel(i0: tf.Tensor4D, i1: tf.Tensor4D, init: tf.Tensor4D): tf.Tensor4D {
+  protected refineLevel(i0: tf.Tensor4D, i1: tf.Tensor4D, init: tf.Tensor4D): tf.Tensor4D {
     const c = this.config;
     let flow = tf.clone(init);
-    const [grad0x, grad0y] = gradients(i0);
+    const grad0 = gradients(i0);
     const average = new HsAverage(i0.shape[1], i0.shape[2], 2);
     try {
       for (let w = 0; w < c.warps; w++) {
         // Per-pixel coefficients of the linearised data term around the current flow u₀.
         const { b, bOverDenom, gamma } = tf.tidy(() => {
-          const { warped, valid } = warpBilinear(i1, flow);
-          const [g1x, g1y] = gradients(warped);
-          const ix = tf.mul(tf.mul(tf.add(grad0x, g1x), 0.5), valid);
-          const iy = tf.mul(tf.mul(tf.add(grad0y, g1y), 0.5), valid);
-          const it = tf.mul(tf.sub(warped, i0), valid);
+          const { ix, iy, it } = linearizeAtFlow(i0, grad0, i1, flow);
           const b = tf.concat([ix, iy], 3) as tf.Tensor4D;
           const energy = tf.add(tf.square(ix), tf.square(iy));
           const alpha2 = tf.add(tf.mul(tf.mean(energy, [1, 2, 3], true), c.alpha * c.alpha), ALPHA2_FLOOR);
@@ -121,17 +107,13 @@ export class HornSchunckFlow implements FlowEstimator {
         } finally {
           tf.dispose([b, bOverDenom, gamma]);
         }
-        if (c.medianSize > 1 && (c.medianEveryWarp || w === c.warps - 1)) {
-          const filtered = medianFilter(flow, c.medianSize);
-          flow.dispose();
-          flow = filtered;
-        }
+        if (c.medianEveryWarp || w === c.warps - 1) flow = replaceByMedian(flow, c.medianSize);
       }
     } catch (e) {
       flow.dispose();
       throw e;
     } finally {
-      tf.dispose([grad0x, grad0y]);
+      tf.dispose(grad0);
       average.dispose();
     }
     return flow;

@@ -4,6 +4,7 @@
  * @module
  */
 export {
+  CoarseToFineFlow,
   DEFAULT_PYRAMID_CONFIG,
   clipFlow,
   coarseToFine,

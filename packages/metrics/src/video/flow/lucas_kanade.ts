@@ -18,17 +18,17 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, type FlowField, type ImageBatch } from '@diffmem/core';
+import { ConfigError } from '@diffmem/core';
 import {
+  CoarseToFineFlow,
   DEFAULT_PYRAMID_CONFIG,
-  coarseToFine,
-  validateFramePair,
+  validateIterationCount,
+  validateMedianSize,
   validatePyramidConfig,
-  type FlowEstimator,
   type PyramidConfig,
 } from './estimator.js';
-import { gaussianBlur, gradients, medianFilter } from './ops.js';
-import { warpBilinear } from './warp.js';
+import { gaussianBlur, gradients, replaceByMedian } from './ops.js';
+import { linearizeAtFlow } from './warp.js';
 
 /** Configuration of {@link LucasKanadeFlow}. */
 export interface LucasKanadeConfig extends PyramidConfig {
@@ -55,9 +55,8 @@ export const DEFAULT_LUCAS_KANADE_CONFIG: Readonly<LucasKanadeConfig> = {
 };
 
 /** Dense pyramidal Lucas–Kanade flow (see the module documentation). */
-export class LucasKanadeFlow implements FlowEstimator {
+export class LucasKanadeFlow extends CoarseToFineFlow<LucasKanadeConfig> {
   readonly name = 'lucas-kanade';
-  readonly config: Readonly<LucasKanadeConfig>;
 
   constructor(config: Partial<LucasKanadeConfig> = {}) {
     const c = { ...DEFAULT_LUCAS_KANADE_CONFIG, ...config };
@@ -65,35 +64,22 @@ export class LucasKanadeFlow implements FlowEstimator {
     if (!(c.windowSigma > 0 && Number.isFinite(c.windowSigma))) {
       throw new ConfigError(`LucasKanadeFlow: windowSigma must be > 0, got ${c.windowSigma}`);
     }
-    if (!Number.isInteger(c.iterations) || c.iterations < 1) {
-      throw new ConfigError(`LucasKanadeFlow: iterations must be an integer ≥ 1, got ${c.iterations}`);
-    }
+    validateIterationCount(c.iterations, 'iterations', 'LucasKanadeFlow');
     if (!(c.minEigenvalue >= 0 && Number.isFinite(c.minEigenvalue))) {
       throw new ConfigError(`LucasKanadeFlow: minEigenvalue must be a finite number ≥ 0, got ${c.minEigenvalue}`);
     }
-    if (!Number.isInteger(c.medianSize) || c.medianSize < 0 || (c.medianSize > 1 && c.medianSize % 2 === 0)) {
-      throw new ConfigError(`LucasKanadeFlow: medianSize must be 0, 1 or an odd integer, got ${c.medianSize}`);
-    }
-    this.config = Object.freeze(c);
+    validateMedianSize(c.medianSize, 'LucasKanadeFlow');
+    super(c, 'LucasKanadeFlow');
   }
 
-  estimate(frames0: ImageBatch<'display'>, frames1: ImageBatch<'display'>): FlowField {
-    validateFramePair(frames0, frames1, 'LucasKanadeFlow');
-    return coarseToFine(frames0, frames1, this.config, (i0, i1, init) => this.refineLevel(i0, i1, init)) as FlowField;
-  }
-
-  private refineLevel(i0: tf.Tensor4D, i1: tf.Tensor4D, init: tf.Tensor4D): tf.Tensor4D {
+  protected refineLevel(i0: tf.Tensor4D, i1: tf.Tensor4D, init: tf.Tensor4D): tf.Tensor4D {
     const c = this.config;
     let flow = tf.clone(init);
-    const [grad0x, grad0y] = gradients(i0);
+    const grad0 = gradients(i0);
     try {
       for (let k = 0; k < c.iterations; k++) {
         const next = tf.tidy(() => {
-          const { warped, valid } = warpBilinear(i1, flow);
-          const [g1x, g1y] = gradients(warped);
-          const ix = tf.mul(tf.mul(tf.add(grad0x, g1x), 0.5), valid);
-          const iy = tf.mul(tf.mul(tf.add(grad0y, g1y), 0.5), valid);
-          const it = tf.mul(tf.sub(warped, i0), valid);
+          const { ix, iy, it } = linearizeAtFlow(i0, grad0, i1, flow);
           // Window sums of the five products in one blur of a 5-channel stack.
           const s = gaussianBlur(
             tf.concat([tf.square(ix), tf.mul(ix, iy), tf.square(iy), tf.mul(ix, it), tf.mul(iy, it)], 3) as tf.Tensor4D,
@@ -121,16 +107,12 @@ export class LucasKanadeFlow implements FlowEstimator {
         flow.dispose();
         flow = next;
       }
-      if (c.medianSize > 1) {
-        const filtered = medianFilter(flow, c.medianSize);
-        flow.dispose();
-        flow = filtered;
-      }
+      flow = replaceByMedian(flow, c.medianSize);
     } catch (e) {
       flow.dispose();
       throw e;
     } finally {
-      tf.dispose([grad0x, grad0y]);
+      tf.dispose(grad0);
     }
     return flow;
   }

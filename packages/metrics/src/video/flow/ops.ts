@@ -227,3 +227,14 @@ export function medianFilter(x: tf.Tensor4D, size: number): tf.Tensor4D {
     tf.dispose(v);
   }
 }
+
+/**
+ * Replaces a running flow estimate by its `size`×`size` median (see {@link medianFilter}): returns
+ * the filtered flow and disposes `flow`; `size` ≤ 1 returns `flow` itself.
+ */
+export function replaceByMedian(flow: tf.Tensor4D, size: number): tf.Tensor4D {
+  if (size <= 1) return flow;
+  const filtered = medianFilter(flow, size);
+  flow.dispose();
+  return filtered;
+}

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '@diffmem/core';
+import { gradients } from './ops.js';
 
 /** Result of {@link warpBilinear}. */
 export interface WarpResult {
@@ -71,4 +72,30 @@ export function warpBilinear(image: tf.Tensor4D, flow: tf.Tensor4D): WarpResult 
     const warped = tf.add(tf.mul(top, tf.sub(1, wy)), tf.mul(bottom, wy)) as tf.Tensor4D;
     return { warped, valid };
   });
+}
+
+/** The brightness-constancy derivatives of {@link linearizeAtFlow}, zero where the warp left the image. */
+export interface LinearizedFrames {
+  /** I_x, the mean of both frames' x-derivatives [N,H,W,1]. */
+  ix: tf.Tensor4D;
+  /** I_y [N,H,W,1]. */
+  iy: tf.Tensor4D;
+  /** I_t = I₁(x + u₀) − I₀(x) [N,H,W,1]. */
+  it: tf.Tensor4D;
+}
+
+/**
+ * Linearises brightness constancy around the flow u₀ (the warping step of coarse-to-fine flow,
+ * Brox et al. 2004; Sun, Roth & Black 2010): warps `i1` by u₀, averages the spatial derivatives of
+ * `i0` (given as `grad0`, computed once per level) and of the warped frame, and takes
+ * I_t = I₁(x + u₀) − I₀(x); all three are zeroed where x + u₀ left the image. Call inside `tf.tidy`.
+ */
+export function linearizeAtFlow(i0: tf.Tensor4D, grad0: readonly [tf.Tensor4D, tf.Tensor4D], i1: tf.Tensor4D, flow: tf.Tensor4D): LinearizedFrames {
+  const { warped, valid } = warpBilinear(i1, flow);
+  const [g1x, g1y] = gradients(warped);
+  return {
+    ix: tf.mul(tf.mul(tf.add(grad0[0], g1x), 0.5), valid),
+    iy: tf.mul(tf.mul(tf.add(grad0[1], g1y), 0.5), valid),
+    it: tf.mul(tf.sub(warped, i0), valid),
+  };
 }

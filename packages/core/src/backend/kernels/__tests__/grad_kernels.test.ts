@@ -373,6 +373,35 @@ describe('unsupported attributes throw instead of computing wrong numbers', () =
     ).toThrow(/does not match/);
     tf.dispose([x, dy]);
   });
+
+  it('both conv gradients name a missing or non-float32 input', () => {
+    const x = tf.zeros([1, 4, 4, 2]);
+    const dy = tf.zeros([1, 4, 4, 3]);
+    const w = tf.zeros([3, 3, 2, 3]);
+    const xInt = tf.zeros([1, 4, 4, 2], 'int32');
+    const wInt = tf.zeros([3, 3, 2, 3], 'int32');
+    const filterAttrs = { strides: 1, pad: 'same', filterShape: [3, 3, 2, 3] } as unknown as tf.NamedAttrMap;
+    const inputAttrs = { strides: 1, pad: 'same', inputShape: [1, 4, 4, 2] } as unknown as tf.NamedAttrMap;
+    expect(() => tf.engine().runKernel('Conv2DBackpropFilter', { x }, filterAttrs)).toThrow(/needs inputs x and dy/);
+    expect(() => tf.engine().runKernel('Conv2DBackpropInput', { dy }, inputAttrs)).toThrow(/needs inputs dy and filter/);
+    expect(() => tf.engine().runKernel('Conv2DBackpropFilter', { x: xInt, dy }, filterAttrs)).toThrow(/'x' must be float32/);
+    expect(() => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: wInt }, inputAttrs)).toThrow(/'filter' must be float32/);
+    tf.dispose([x, dy, w, xInt, wInt]);
+  });
+
+  it('an empty batch gives all-zero gradients of the right shape', () => {
+    const before = tf.memory().numTensors;
+    const x = tf.zeros([0, 4, 4, 2]);
+    const dy = tf.zeros([0, 4, 4, 3]);
+    const w = tf.ones([3, 3, 2, 3]);
+    const dW = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', filterShape: [3, 3, 2, 3] } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { strides: 1, pad: 'same', inputShape: [0, 4, 4, 2] } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    expect(dW.shape).toEqual([3, 3, 2, 3]);
+    expect(Array.from(dW.dataSync()).every((v) => v === 0)).toBe(true);
+    expect(dx.shape).toEqual([0, 4, 4, 2]);
+    tf.dispose([x, dy, w, dW, dx]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 describe('no leaks', () => {

@@ -19,6 +19,10 @@
 // Then the ReferenceIndex (scripts/bench-metrics.mjs) and video decoding (scripts/bench-video.mjs)
 // run as child processes with small settings.
 //
+// The diffmem measurements are `diffmem bench`'s own code (packages/cli/dist/bench/, built from
+// packages/cli/src/bench/: UNet timing here, k-NN in bench-metrics.mjs, conv kernels in
+// bench-kernels.mjs); this script adds the PyTorch side-by-side, parity checks and video decoding.
+//
 // Every figure is reported as wall time AND process CPU time (all threads): on a shared machine
 // other jobs stretch wall time but not CPU time. Results go to bench-results.json (gitignored).
 import { spawnSync } from 'node:child_process';
@@ -47,30 +51,13 @@ try {
   process.exit(2);
 }
 const tf = await import('@tensorflow/tfjs-core');
+const cliBench = await import('../packages/cli/dist/bench/unet.js');
 const wasmBackend = await import('@tensorflow/tfjs-backend-wasm');
 
 // ------------------------------------------------------------------------------------ helpers
 const cpuMs = (u) => (u.user + u.system) / 1000;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
-/** Runs `fn` `warmup` + `reps` times; median wall and process-CPU ms of the timed runs. */
-async function timed(fn, reps, warmup = 1) {
-  for (let i = 0; i < warmup; i++) await fn();
-  const walls = [];
-  const cpus = [];
-  for (let i = 0; i < reps; i++) {
-    const c = process.cpuUsage();
-    const w = performance.now();
-    await fn();
-    walls.push(performance.now() - w);
-    cpus.push(cpuMs(process.cpuUsage(c)));
-  }
-  return { wallMs: median(walls), cpuMs: median(cpus), reps };
-}
+const { timed } = await import('../packages/cli/dist/bench/timing.js');
 
 const fmt = (ms) => (ms === undefined || ms === null ? '—' : ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '—');
@@ -165,82 +152,22 @@ for (const c of CONFIGS) {
   const S = c.config.sample_size;
   const C = c.config.in_channels;
   const B = c.batch;
-  const cond = c.config.num_class_embeds !== null;
-  const gen = new core.Generator(1234);
   const unet = core.UNet2DModel.fromConfig(c.config, { seed: 0 });
   const dir = path.join(work, c.name);
   await core.saveUNet2DToFolder(unet, path.join(dir, 'unet'));
   console.log(`\n## ${c.name}: ${c.title}; ${(unet.paramCount() / 1e6).toFixed(2)} M parameters, batch ${B}`);
 
-  const labelsArr = cond ? Array.from({ length: B }, (_, i) => i % 10) : null;
-  const x = tf.tensor4d(gen.normalArray(B * S * S * C), [B, S, S, C]);
-  const t = tf.tensor1d(Int32Array.from({ length: B }, () => gen.randint(1000)), 'int32');
-  const y = labelsArr ? tf.tensor1d(labelsArr, 'int32') : undefined;
-  const x0 = tf.tensor4d(Float32Array.from(gen.uniformArray(B * S * S * C), (u) => 2 * u - 1), [B, S, S, C]);
-  const noise = tf.tensor4d(gen.normalArray(B * S * S * C), [B, S, S, C]);
-  const tTrain = tf.tensor1d(Int32Array.from({ length: B }, () => gen.randint(1000)), 'int32');
-  const latents = tf.tensor4d(gen.normalArray(B * S * S * C), [B, S, S, C]);
+  // forward, DDIM and train step (the trainer's per-step work: loss, gradients, AdamW, without EMA
+  // and clipping), profiled by kernel, with the measuring code of `diffmem bench`
+  // (packages/cli/src/bench/unet.ts); it keeps the inputs/outputs for the parity check.
+  const b = await cliBench.benchUNet(unet, { batch: B, reps, ddimSteps, keepIO: true, checkSteps, profile: true, seed: 1234 });
   const r = (results.diffmem[c.name] = { params: unet.paramCount(), batch: B, cpuBatch: c.cpuBatch, config: c.config, wasm: {}, cpu: {} });
-
-  // forward (weights untouched)
-  const fwd = () => tf.tidy(() => unet.predict(x, t, y));
-  const outForward = fwd();
-  r.wasm.forward = await timed(async () => {
-    const o = fwd();
-    await o.data();
-    o.dispose();
-  }, reps.forward);
-
-  // DDIM (weights untouched)
-  const pipe = new core.DDIMPipeline(unet, new core.DDIMScheduler());
-  let ddimOut = null;
-  r.wasm.ddim = {
-    ...(await timed(async () => {
-      ddimOut?.dispose();
-      ddimOut = await pipe.generate({ latents, numInferenceSteps: ddimSteps, ...(labelsArr ? { classLabels: labelsArr } : {}) });
-    }, reps.ddim, 0)),
-    steps: ddimSteps,
-  };
-  // parity: a short run (50-step trajectories of a random network are chaotic, see bench_torch.py)
-  const ddimCheck = await pipe.generate({ latents, numInferenceSteps: checkSteps, ...(labelsArr ? { classLabels: labelsArr } : {}) });
-
-  // train step: the trainer's per-step work (loss, gradients, AdamW) without EMA and clipping
-  const abar = new core.DDPMScheduler().alphasCumprod;
-  const tIdx = tTrain.dataSync();
-  const inputs = {
-    x0,
-    noise,
-    timesteps: tTrain,
-    sqrtAlphaBar: tf.tensor1d(Float32Array.from(tIdx, (k) => Math.sqrt(abar[k]))),
-    sqrtOneMinusAlphaBar: tf.tensor1d(Float32Array.from(tIdx, (k) => Math.sqrt(1 - abar[k]))),
-    ...(y ? { labels: y } : {}),
-  };
-  const opt = new core.AdamOptimizer({ kind: 'adamw', learningRate: 1e-4, weightDecay: 1e-2 });
-  const vars = unet.variables;
-  const trainable = unet.trainableVariables();
-  const losses = [];
-  const trainStep = async () => {
-    const { value, grads } = tf.variableGrads(() => core.diffusionLoss(unet, inputs, 'epsilon'), trainable);
-    losses.push((await value.data())[0]);
-    value.dispose();
-    const byName = {};
-    for (const [k, v] of vars) if (grads[v.name]) byName[k] = grads[v.name];
-    opt.apply(vars, byName);
-    tf.dispose(Object.values(grads));
-  };
-  r.wasm.train = await timed(trainStep, reps.train);
-  const firstLoss = losses[0];
-
-  // where one train step's time goes on wasm (tfjs' profiler times each kernel synchronously)
-  const prof = await tf.profile(trainStep);
-  const byKernel = new Map();
-  for (const k of prof.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0));
-  const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
-  results.profile[c.name] = {
-    kernelsPerStep: prof.kernels.length,
-    kernelMs: total,
-    top: [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([name, ms]) => ({ name, ms: Number(ms.toFixed(1)), share: Number((ms / total).toFixed(3)) })),
-  };
+  r.wasm.forward = b.forward;
+  r.wasm.ddim = b.ddim;
+  r.wasm.train = b.train;
+  results.profile[c.name] = b.profile;
+  const { sample: x, timesteps: t, classLabels: yOrNull, outForward, trainX0: x0, trainNoise: noise, trainT: tTrain, trainLoss: firstLoss, ddimLatents: latents, ddimOut: ddimCheck } = b.io;
+  const y = yOrNull ?? undefined;
 
   // parity inputs/outputs for the PyTorch side
   const io = {
@@ -257,8 +184,7 @@ for (const c of CONFIGS) {
   };
   fs.writeFileSync(path.join(dir, 'io.safetensors'), core.writeSafetensors(io));
   plan.configs.push({ name: c.name, unetDir: path.join(dir, 'unet'), io: path.join(dir, 'io.safetensors'), batch: B, cpuBatch: c.cpuBatch, reps, ddimSteps, checkSteps });
-  opt.dispose();
-  tf.dispose([outForward, ddimOut, ddimCheck, inputs.sqrtAlphaBar, inputs.sqrtOneMinusAlphaBar]);
+  tf.dispose([outForward, ddimCheck]);
   unet.dispose();
 
   // cpu backend: forward only (pure-JS kernels), on a fresh copy of the same weights

@@ -2,6 +2,7 @@
  * Shared CLI plumbing: backend start-up, typed-error printing, JSON output, SIGINT → AbortSignal.
  * @module
  */
+import { InvalidArgumentError } from 'commander';
 import { DiffmemError, selectBackend, type BackendSelection } from '@diffmem/core';
 
 /** Global flags every command understands. */
@@ -58,7 +59,7 @@ export function reportError(err: unknown, flags: GlobalFlags): number {
 export function int(name: string, min = 1): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`--${name} must be an integer >= ${min}, got "${v}"`);
     return n;
   };
 }
@@ -67,7 +68,19 @@ export function int(name: string, min = 1): (v: string) => number {
 export function num(name: string): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got "${v}"`);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`--${name} must be a number, got "${v}"`);
     return n;
+  };
+}
+
+/** Parses a comma-separated list of non-negative integers (e.g. class ids) or throws a readable error. */
+export function intList(name: string): (v: string) => number[] {
+  return (v: string) => {
+    const parts = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    const out = parts.map(Number);
+    if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 0)) {
+      throw new InvalidArgumentError(`--${name} must be a comma-separated list of non-negative integers, got "${v}"`);
+    }
+    return out;
   };
 }

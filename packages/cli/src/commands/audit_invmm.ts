@@ -5,7 +5,7 @@
  * `--results`, and a rerun skips finished images.
  * @module
  */
-import { loadDatasetFromSpec, loadDiffusionPipeline, ConfigError } from '@diffmem/core';
+import { loadDatasetFromSpec, loadDiffusionPipeline, ConfigError, type MembershipGroup } from '@diffmem/core';
 import { evaluateInvMMOnMembership, formatInvMMEvaluation, type InvMMMembershipEvaluation, type InvMMPresetName } from '@diffmem/metrics';
 import { ProgressBar } from '../progress.js';
 import { interruptSignal, type GlobalFlags } from '../util.js';
@@ -19,17 +19,20 @@ export interface AuditInvMMCommandOptions extends GlobalFlags {
   rms: number;
   workers: number;
   seed: number;
+  /** Membership groups to score (default duplicated, ordinary, held-out). */
+  groups?: MembershipGroup[];
 }
 
 /** Runs the audit. */
 export async function runAuditInvMM(o: AuditInvMMCommandOptions): Promise<{ evaluation: InvMMMembershipEvaluation; table: string }> {
   const pipe = await loadDiffusionPipeline(o.model);
+  const conditional = pipe.unet.info.numClassEmbeds !== null;
   pipe.unet.dispose(); // the audit loads the model itself (once per worker)
   if (!pipe.membership || !pipe.dataset) {
     throw new ConfigError(`${pipe.dir} has no membership.json / diffmem.json: InvMM groups need the training membership`);
   }
   const dataset = loadDatasetFromSpec(pipe.dataset);
-  const total = 3 * o.perGroup;
+  const total = (o.groups?.length ?? 3) * o.perGroup;
   const bar = new ProgressBar('invmm', total, { quiet: o.quiet || o.json });
   let done = 0;
   try {
@@ -38,12 +41,15 @@ export async function runAuditInvMM(o: AuditInvMMCommandOptions): Promise<{ eval
       membership: pipe.membership,
       dataset,
       perGroup: o.perGroup,
+      ...(o.groups ? { groups: o.groups } : {}),
       preset: o.preset,
       replication: { kind: 'rms', threshold: o.rms },
       seed: o.seed,
       resultsDir: o.results,
       workers: o.workers,
       ...(pipe.nullClassId !== null ? { nullClassId: pipe.nullClassId } : {}),
+      // Class-conditional models invert each image under its own label (from the membership).
+      ...(conditional ? { classConditioning: 'given' as const } : {}),
       signal: interruptSignal(),
       onProgress: (e) => {
         if (e.type === 'image') bar.update(++done, `${e.group} ${e.id}: ${e.record.replicated ? e.record.score.toFixed(4) : '∞'}`);

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeVideo, probeVideo, writeImageSequence, type VideoProbe } from '@diffmem/video';
 import { CopyDescriptorEmbedder, contentScore, MotionAnalyzer, MotionReferenceIndex, VideoReferenceIndex } from '@diffmem/metrics';
+import { ConfigError } from '@diffmem/core';
 import type { GlobalFlags } from '../util.js';
 
 /** `video probe FILE`. */
@@ -33,7 +34,8 @@ export async function runVideoDecode(file: string, o: VideoDecodeOptions): Promi
   });
   try {
     fs.mkdirSync(o.out, { recursive: true });
-    await writeImageSequence(r.video, path.join(o.out, 'frame_%05d.png'));
+    // writeImageSequence takes the folder and names the files frame_000000.png, frame_000001.png, …
+    await writeImageSequence(r.video, o.out);
     const { video, ...report } = r;
     return { out: o.out, frames: video.shape[0], size: video.shape.slice(1), ...report };
   } finally {
@@ -55,7 +57,7 @@ export interface VideoAuditOptions extends GlobalFlags {
  * reference clips, each with the matching reference and frames.
  */
 export async function runVideoAudit(generated: string, o: VideoAuditOptions): Promise<Record<string, unknown>> {
-  if (o.references.length === 0) throw new Error('video audit needs at least one --reference clip');
+  if (o.references.length === 0) throw new ConfigError('video audit needs at least one --reference clip');
   const load = async (f: string) => (await decodeVideo(f, { fps: o.fps, width: o.size, height: o.size, maxFrames: o.frames })).video;
   const content = new VideoReferenceIndex(new CopyDescriptorEmbedder());
   const motion = new MotionReferenceIndex(new MotionAnalyzer({ fps: o.fps }));
@@ -79,4 +81,18 @@ export async function runVideoAudit(generated: string, o: VideoAuditOptions): Pr
     motion.dispose();
     content.dispose();
   }
+}
+
+/** Two lines for a human: the content and motion verdicts with their best matches (`--json` has everything). */
+export function formatVideoAudit(r: Record<string, unknown>): string {
+  const c = r['content'] as { score?: number; memorized?: boolean; match?: { referenceId?: unknown; referenceFrame?: number; generatedFrame?: number } | null } | undefined;
+  const m = r['motion'] as { score?: number | null; memorized?: boolean; threshold?: number; reason?: string | null; match?: { referenceId?: unknown; ofs?: number } | null } | undefined;
+  const num = (x: number | null | undefined): string => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(3) : '–');
+  const cm = c?.match;
+  const mm = m?.match;
+  return [
+    `${String(r['generated'])}:`,
+    `  content: score ${num(c?.score)} ${c?.memorized ? 'MEMORIZED' : 'not memorized'}${cm ? ` (best: ${String(cm.referenceId)} frame ${cm.referenceFrame} ↔ generated frame ${cm.generatedFrame})` : ''}`,
+    `  motion:  OFS ${num(m?.score)} ${m?.memorized ? 'MEMORIZED' : 'not memorized'} (threshold ${num(m?.threshold)})${mm ? ` (best: ${String(mm.referenceId)})` : ''}${m?.reason ? ` — ${m.reason}` : ''}`,
+  ].join('\n');
 }

@@ -10,7 +10,7 @@ import { loadInvMMModelSource, type InvMMModelSource, type OwnedInvMMModel } fro
 import type { InvMMConfig } from './presets.js';
 import { replicationTestFromSpec, type ReplicationSpec, type ReplicationTest } from './replication.js';
 
-/** The argument of {@link invmmImageTask} (structured-clone safe). */
+/** The argument of the worker task `invmmImageTask` (structured-clone safe; run through core's `WorkerPool`). */
 export interface InvMMImageTaskArg {
   source: InvMMModelSource;
   replication: ReplicationSpec;

@@ -196,7 +196,7 @@ export class MotionAnalyzer {
    * Profiles precomputed flows [P,H,W,2] (e.g. RAFT at the source resolution): they are resampled
    * to the analysis grid (vectors rescaled). The VBench test, when enabled, is applied to these
    * flows as given (supply flows at VBench's ~8 fps sampling for the exact test). NaN/Inf flows
-   * raise {@link NonFiniteError}.
+   * raise `NonFiniteError` (from `@diffmem/core`).
    */
   analyzeFlows(flow: FlowField | tf.Tensor, options: { fps?: number } = {}): MotionProfile {
     if (!(flow instanceof tf.Tensor) || flow.rank !== 4 || flow.shape[3] !== 2 || flow.shape[0] === 0) {

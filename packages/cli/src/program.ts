@@ -77,6 +77,7 @@ export function buildProgram(): Command {
     .option('--per-class <n>', 'images per class to load', int('per-class'))
     .option('--duplicated <k>', 'images duplicated', int('duplicated', 0), 4)
     .option('--duplicated-classes <list>', 'draw the duplicated images only from these classes (e.g. 1,4,7)', intList('duplicated-classes'))
+    .option('--exclusive-duplicated-classes', 'the --duplicated-classes hold only their duplicated images (a class names one image, like a memorized prompt)', false)
     .option('--copies <n>', 'copies of each duplicated image', int('copies'), 8)
     .option('--ordinary <m>', 'images seen once', int('ordinary', 0), 16)
     .option('--held-out <h>', 'images never trained on', int('held-out', 0), 16)

@@ -32,6 +32,8 @@ export interface TrainCommandOptions extends GlobalFlags {
   duplicated: number;
   /** Draw the duplicated images from these classes only (`--duplicated-classes`). */
   duplicatedClasses?: number[];
+  /** With `duplicatedClasses`: those classes hold only their duplicated images (`--exclusive-duplicated-classes`). */
+  exclusiveDuplicatedClasses?: boolean;
   copies: number;
   ordinary: number;
   heldOut: number;
@@ -90,6 +92,7 @@ export async function runTrain(o: TrainCommandOptions): Promise<TrainResult & { 
     heldOut: o.heldOut,
     seed: o.seed,
     ...(o.duplicatedClasses ? { duplicatedClasses: o.duplicatedClasses } : {}),
+    ...(o.exclusiveDuplicatedClasses ? { duplicatedClassesExclusive: true } : {}),
   });
   const bar = new ProgressBar('train', o.steps, { quiet: o.quiet || o.json });
   const common = {

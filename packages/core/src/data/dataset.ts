@@ -319,6 +319,13 @@ export interface MemorizationSplitOptions {
    * every class. Needs a labelled dataset. Default: every class.
    */
   duplicatedClasses?: readonly number[];
+  /**
+   * With `duplicatedClasses`: those classes hold nothing but their duplicated images (ordinary
+   * images come from the other classes), so a duplicated class is a "prompt" that names one
+   * training image, as Wen et al.'s memorized prompts do. Held-out images still come from every
+   * class. Default false.
+   */
+  duplicatedClassesExclusive?: boolean;
 }
 
 /**
@@ -375,10 +382,20 @@ export function makeMemorizationSplit(ds: ImageDataset, o: MemorizationSplitOpti
       throw new ConfigError(`duplicatedClasses [${[...wanted].join(', ')}] hold ${pool.length} images; ${o.duplicated} duplicated images were asked for`);
     }
     take(o.duplicated, 'duplicated', o.copies, pool);
+    if (o.duplicatedClassesExclusive) {
+      const rest = queue.filter((i) => !wanted.has(ds.records[i]?.label ?? -1));
+      if (rest.length < o.ordinary) {
+        throw new ConfigError(`the classes outside duplicatedClasses hold ${rest.length} images; ${o.ordinary} ordinary images were asked for`);
+      }
+      take(o.ordinary, 'ordinary', 1, rest);
+    } else {
+      take(o.ordinary, 'ordinary', 1);
+    }
   } else {
+    if (o.duplicatedClassesExclusive) throw new ConfigError('duplicatedClassesExclusive needs duplicatedClasses');
     take(o.duplicated, 'duplicated', o.copies);
+    take(o.ordinary, 'ordinary', 1);
   }
-  take(o.ordinary, 'ordinary', 1);
   take(o.heldOut, 'held-out', 0);
   return { format: 'diffmem-membership', version: 1, dataset: ds.name, seed: o.seed, entries };
 }

@@ -126,5 +126,14 @@ test('memorization split: duplicated images drawn only from duplicatedClasses, t
   expect(() => makeMemorizationSplit(ds, { duplicated: 1, copies: 2, ordinary: 0, heldOut: 0, seed: 3, duplicatedClasses: [10] })).toThrow(
     /class 10 is not one of/,
   );
+  const ex = makeMemorizationSplit(ds, { duplicated: 2, copies: 20, ordinary: 40, heldOut: 10, seed: 3, duplicatedClasses: [2, 7], duplicatedClassesExclusive: true });
+  const labelsOf = (g: 'duplicated' | 'ordinary' | 'held-out'): Set<number | null | undefined> => new Set(groupIndices(ex, g).map((i) => ds.records[i]?.label));
+  expect(labelsOf('duplicated')).toEqual(new Set([2, 7]));
+  expect(labelsOf('ordinary').has(2) || labelsOf('ordinary').has(7)).toBe(false);
+  expect(labelsOf('ordinary').size).toBe(8);
+  expect(() => makeMemorizationSplit(ds, { duplicated: 2, copies: 2, ordinary: 81, heldOut: 0, seed: 3, duplicatedClasses: [2, 7], duplicatedClassesExclusive: true })).toThrow(
+    /outside duplicatedClasses hold 80 images/,
+  );
+  expect(() => makeMemorizationSplit(ds, { duplicated: 2, copies: 2, ordinary: 1, heldOut: 0, seed: 3, duplicatedClassesExclusive: true })).toThrow(/needs duplicatedClasses/);
   ds.images.dispose();
 });

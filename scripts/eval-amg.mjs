@@ -9,6 +9,7 @@
  *   node scripts/eval-amg.mjs --model runs/cifar-dup/checkpoint-020000 --samples 200 --steps 50 \
  *        [--membership FILE] [--sampler ddim|ddpm] [--batch 16] [--seed 0] [--guidance-scale 3] \
  *        [--null-class 10] [--scale 100] [--no-ablations] [--out amg-eval.json] [--backend wasm|cpu]
+ *        [--scheduler-config '{"clip_sample":false}']   (diffusers fields overriding the folder's)
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     'no-ablations': { type: 'boolean', default: false },
     out: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
+    'scheduler-config': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -72,6 +74,7 @@ const report = await evaluateModelFolder({
   ablations: !values['no-ablations'],
   ...(values['guidance-scale'] !== undefined ? { guidanceScale: float('guidance-scale') } : {}),
   ...(values['null-class'] !== undefined ? { nullClassId: int('null-class') } : {}),
+  ...(values['scheduler-config'] !== undefined ? { schedulerConfig: JSON.parse(values['scheduler-config']) } : {}),
   outFile: values.out ?? path.join(values.model, 'amg-eval.json'),
   log: (line) => console.error(line),
 });

@@ -525,6 +525,12 @@ export interface EvaluateModelFolderOptions
   readonly dataset?: DatasetSpec;
   /** `'ddim'` (default) or `'ddpm'`; the scheduler config is read from the folder. */
   readonly sampler?: 'ddim' | 'ddpm';
+  /**
+   * diffusers scheduler-config fields that override the folder's (e.g. `{ clip_sample: false }`:
+   * clipping x̂0 at every step with an unclipped ε, as diffusers does, breaks the copies a
+   * memorizing model makes under classifier-free guidance — measure both).
+   */
+  readonly schedulerConfig?: Readonly<Record<string, unknown>>;
   /** Override the null class id recorded in `diffmem.json`. */
   readonly nullClassId?: number;
   /**
@@ -555,7 +561,8 @@ export async function evaluateModelFolder(o: EvaluateModelFolderOptions): Promis
     unet = await o.loadModel(pipe.dir);
   }
   const sampler = o.sampler ?? 'ddim';
-  const scheduler = sampler === 'ddim' ? DDIMScheduler.fromConfig(pipe.scheduler.toConfig()) : pipe.scheduler;
+  const schedulerJson = { ...pipe.scheduler.toConfig(), ...(o.schedulerConfig ?? {}) };
+  const scheduler = sampler === 'ddim' ? DDIMScheduler.fromConfig(schedulerJson) : o.schedulerConfig ? DDPMScheduler.fromConfig(schedulerJson) : pipe.scheduler;
   const membershipFile = o.membershipFile ?? path.join(pipe.dir, 'membership.json');
   if (!o.membershipFile && !pipe.membership) {
     unet.dispose();
@@ -581,7 +588,7 @@ export async function evaluateModelFolder(o: EvaluateModelFolderOptions): Promis
     const heldImages = held.length >= 2 ? pick(held.map((e) => e.index)) : null;
     try {
       const labels = train.every((e) => e.label !== null) ? train.map((e) => e.label as number) : undefined;
-      const { modelDir: _dir, membershipFile: _m, dataset: _d, sampler: _s, nullClassId: _n, loadModel: _l, ...rest } = o;
+      const { modelDir: _dir, membershipFile: _m, dataset: _d, sampler: _s, nullClassId: _n, loadModel: _l, schedulerConfig: _c, ...rest } = o;
       return await evaluateAMG({
         ...rest,
         denoiser: unet,

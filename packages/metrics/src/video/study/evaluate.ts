@@ -12,12 +12,12 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ShapeError } from '@diffmem/core';
+import { ConfigError, InputError, ShapeError } from '@diffmem/core';
 import { CopyDescriptorEmbedder } from '../../embedders/copy_descriptor.js';
 import type { Embedder } from '../../embedders/types.js';
 import { thresholdAtFpr } from '../../roc.js';
 import { contentScore, VideoReferenceIndex } from '../content.js';
-import { MotionAnalyzer, MotionReferenceIndex, type MotionProfile, type OfsReading } from '../motion.js';
+import { MotionAnalyzer, MotionReferenceIndex, ofs, type MotionProfile, type OfsReading } from '../motion.js';
 import { objectMotionProfile } from './object_motion.js';
 import { PixelFrameEmbedder } from '../../embedders/pixel_embedder.js';
 
@@ -40,19 +40,13 @@ export type MotionMode =
   /** {@link MotionAnalyzer.analyze}: camera-compensated residual flow with NMF (real footage). */
   | 'analyzer';
 
-/** Options of {@link evaluateVideoMemorization}. */
-export interface EvaluateVideoMemorizationOptions {
+/** Options of {@link ClipMemorizationScorer}: how clips are compared with the training clips. */
+export interface ClipMemorizationScorerOptions {
   /**
    * Content embedders by name (default: `copy-descriptor` = the weight-free
    * {@link CopyDescriptorEmbedder}, and `pixels` = {@link PixelFrameEmbedder}).
    */
   embedders?: Record<string, Embedder>;
-  /** Target false-positive rate on the controls for the content thresholds (default 0.02). */
-  contentFpr?: number;
-  /** Target false-positive rate on the controls for the motion threshold (default 0.02). */
-  motionFpr?: number;
-  /** Fixed thresholds instead of calibrated ones (per embedder name / motion). */
-  thresholds?: { content?: Record<string, number>; motion?: number };
   motion?: {
     /** Default `'object'`. */
     mode?: MotionMode;
@@ -64,6 +58,16 @@ export interface EvaluateVideoMemorizationOptions {
   };
 }
 
+/** Options of {@link evaluateVideoMemorization}. */
+export interface EvaluateVideoMemorizationOptions extends ClipMemorizationScorerOptions {
+  /** Target false-positive rate on the controls for the content thresholds (default 0.02). */
+  contentFpr?: number;
+  /** Target false-positive rate on the controls for the motion threshold (default 0.02). */
+  motionFpr?: number;
+  /** Fixed thresholds instead of calibrated ones (per embedder name / motion). */
+  thresholds?: { content?: Record<string, number>; motion?: number };
+}
+
 /** Content match of one clip under one embedder. */
 export interface ContentMatch {
   score: number;
@@ -71,6 +75,12 @@ export interface ContentMatch {
   referenceGroup: TrainingGroup;
   generatedFrame: number;
   referenceFrame: number;
+  /**
+   * OFS-k of the clip against this same reference (null when undefined): does a content copy also
+   * move like the clip it copies? {@link VideoMemorizationEvaluation} `contentAndMotion` flags it
+   * when both this and the content score exceed their thresholds.
+   */
+  motionScore: number | null;
   memorized: boolean;
 }
 
@@ -119,7 +129,10 @@ export interface VideoMemorizationEvaluation {
   rates: {
     content: Record<string, MemorizationRates>;
     motion: MemorizationRates;
-    /** Flagged by content (that embedder) and motion with the same training clip. */
+    /**
+     * Flagged by content (that embedder) and whose motion score against the *same* training clip
+     * ({@link ContentMatch.motionScore}) exceeds the motion threshold: frames and movement copied.
+     */
     contentAndMotion: Record<string, MemorizationRates>;
   };
   motionMode: MotionMode;
@@ -155,6 +168,135 @@ export function defaultStudyEmbedders(): Record<string, Embedder> {
 }
 
 /**
+ * The training side of a memorization study, indexed once: every training clip's frame
+ * descriptors per content embedder ({@link VideoReferenceIndex}) and its motion profile
+ * ({@link MotionReferenceIndex}). {@link ClipMemorizationScorer.score} compares one clip with all
+ * of them — max-GSSCD per embedder and max OFS-k, each with its argmax, plus OFS-k against the
+ * content match — without thresholds (those are {@link evaluateVideoMemorization}'s job). Call
+ * `dispose()` when done.
+ */
+export class ClipMemorizationScorer {
+  /** The motion profile mode. */
+  readonly mode: MotionMode;
+  /** The OFS reading and k. */
+  readonly reading: OfsReading;
+  readonly k: number;
+  readonly analyzer: MotionAnalyzer;
+  private readonly info: readonly TrainingClipInfo[];
+  private readonly byId: Map<string, TrainingClipInfo>;
+  private readonly contentIndex = new Map<string, VideoReferenceIndex>();
+  private readonly motionIndex: MotionReferenceIndex;
+  private readonly profiles = new Map<string, MotionProfile>();
+  private disposed = false;
+
+  /**
+   * @param training unique training clips, display space [N,T,H,W,C] (not disposed), and who they are.
+   * @throws ShapeError for malformed clips, ConfigError for bad options or duplicate ids.
+   */
+  constructor(training: { clips: tf.Tensor5D; clipsInfo: readonly TrainingClipInfo[] }, options: ClipMemorizationScorerOptions = {}) {
+    const trainClips = check5(training.clips, 'training clips');
+    const info = training.clipsInfo;
+    if (!Array.isArray(info) || info.length !== trainClips.shape[0]) {
+      throw new ShapeError(`training has ${trainClips.shape[0]} clips but ${Array.isArray(info) ? info.length : 'no'} clipsInfo entries`);
+    }
+    if (new Set(info.map((r) => r.id)).size !== info.length) throw new ConfigError('training clip ids must be unique');
+    const embedders = options.embedders ?? defaultStudyEmbedders();
+    if (Object.keys(embedders).length === 0) throw new ConfigError('a memorization study needs at least one content embedder');
+    const mode = options.motion?.mode ?? 'object';
+    if (mode !== 'object' && mode !== 'analyzer') throw new ConfigError(`motion.mode must be 'object' or 'analyzer', got ${String(mode)}`);
+    this.mode = mode;
+    this.analyzer = options.motion?.analyzer ?? new MotionAnalyzer({ size: [32, 32], descriptorSize: [8, 8] });
+    this.reading = options.motion?.reading ?? 'run';
+    this.k = options.motion?.k ?? 4;
+    this.info = info;
+    this.byId = new Map(info.map((r) => [r.id, r]));
+    this.motionIndex = new MotionReferenceIndex(this.analyzer);
+    try {
+      for (const [name, e] of Object.entries(embedders)) this.contentIndex.set(name, new VideoReferenceIndex(e));
+      for (let i = 0; i < info.length; i++) {
+        const clip = clipAt(trainClips, i);
+        try {
+          const id = (info[i] as TrainingClipInfo).id;
+          for (const idx of this.contentIndex.values()) idx.addClip(id, clip);
+          const p = this.profile(clip);
+          this.motionIndex.add(id, p);
+          this.profiles.set(id, p);
+        } finally {
+          clip.dispose();
+        }
+      }
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** Training clips indexed. */
+  get size(): number {
+    return this.info.length;
+  }
+
+  /** Content embedder names. */
+  get embedderNames(): string[] {
+    return [...this.contentIndex.keys()];
+  }
+
+  /** Who a training clip is. */
+  clipInfo(id: string): TrainingClipInfo | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Training clips of a group. */
+  groupMembers(group: TrainingGroup): TrainingClipInfo[] {
+    return this.info.filter((r) => r.group === group);
+  }
+
+  private profile(clip: tf.Tensor4D): MotionProfile {
+    return this.mode === 'object' ? objectMotionProfile(this.analyzer, clip) : this.analyzer.analyze(clip);
+  }
+
+  /**
+   * Scores one display-space clip [T,H,W,C] (not disposed) against every training clip; `memorized`
+   * fields are false until thresholds are applied.
+   */
+  score(clip: tf.Tensor4D, label: number | null = null, index = 0): ClipMemorizationScores {
+    if (this.disposed) throw new InputError('INDEX_DISPOSED', 'this ClipMemorizationScorer has been disposed');
+    const g = this.profile(clip);
+    const content: Record<string, ContentMatch> = {};
+    for (const [name, idx] of this.contentIndex) {
+      const r = contentScore(clip, idx, { topK: 1 });
+      const ref = this.byId.get(String(r.match.referenceId)) as TrainingClipInfo;
+      const own = ofs(g, this.profiles.get(ref.id) as MotionProfile, { reading: this.reading, k: this.k });
+      content[name] = {
+        score: r.score,
+        referenceId: ref.id,
+        referenceGroup: ref.group,
+        generatedFrame: r.match.generatedFrame,
+        referenceFrame: r.match.referenceFrame,
+        motionScore: own.score,
+        memorized: false,
+      };
+    }
+    const m = this.motionIndex.score(g, { reading: this.reading, k: this.k, topK: 1 });
+    const ref = m.match ? (this.byId.get(String(m.match.referenceId)) as TrainingClipInfo) : null;
+    return {
+      index,
+      label,
+      content,
+      motion: { score: m.score, reason: m.reason, referenceId: ref?.id ?? null, referenceGroup: ref?.group ?? null, memorized: false },
+    };
+  }
+
+  /** Releases the content indexes' tensors. Idempotent. */
+  dispose(): void {
+    for (const idx of this.contentIndex.values()) idx.dispose();
+    this.contentIndex.clear();
+    this.motionIndex.dispose();
+    this.disposed = true;
+  }
+}
+
+/**
  * Scores generated clips (and held-out controls) against the training clips for content (GSSCD per
  * embedder) and motion (OFS-k), calibrates thresholds on the controls, and reports memorization
  * rates by duplication group. See the module documentation.
@@ -163,81 +305,32 @@ export function defaultStudyEmbedders(): Record<string, Embedder> {
 export function evaluateVideoMemorization(input: EvaluateVideoMemorizationInput, options: EvaluateVideoMemorizationOptions = {}): VideoMemorizationEvaluation {
   const generated = check5(input.generated, 'generated');
   const controls = check5(input.controls, 'controls');
-  const trainClips = check5(input.training.clips, 'training clips');
-  const info = input.training.clipsInfo;
-  if (info.length !== trainClips.shape[0]) throw new ShapeError(`training has ${trainClips.shape[0]} clips but ${info.length} clipsInfo entries`);
-  if (new Set(info.map((r) => r.id)).size !== info.length) throw new ConfigError('training clip ids must be unique');
   const labels = input.generatedLabels;
   if (labels !== undefined && labels.length !== generated.shape[0]) {
     throw new ShapeError(`generatedLabels has ${labels.length} entries for ${generated.shape[0]} generated clips`);
   }
-  const embedders = options.embedders ?? defaultStudyEmbedders();
-  if (Object.keys(embedders).length === 0) throw new ConfigError('evaluateVideoMemorization needs at least one content embedder');
   const fprC = options.contentFpr ?? 0.02;
   const fprM = options.motionFpr ?? 0.02;
-  const mode = options.motion?.mode ?? 'object';
-  if (mode !== 'object' && mode !== 'analyzer') throw new ConfigError(`motion.mode must be 'object' or 'analyzer', got ${String(mode)}`);
-  const analyzer = options.motion?.analyzer ?? new MotionAnalyzer({ size: [32, 32], descriptorSize: [8, 8] });
-  const reading = options.motion?.reading ?? 'run';
-  const k = options.motion?.k ?? 4;
-  const byId = new Map(info.map((r) => [r.id, r]));
-  const profile = (clip: tf.Tensor4D): MotionProfile => (mode === 'object' ? objectMotionProfile(analyzer, clip) : analyzer.analyze(clip));
-
-  // Index the training clips once per embedder and once for motion.
-  const contentIndex = new Map<string, VideoReferenceIndex>();
-  const motionIndex = new MotionReferenceIndex(analyzer);
+  const scorer = new ClipMemorizationScorer(input.training, options);
   try {
-    for (const [name, e] of Object.entries(embedders)) contentIndex.set(name, new VideoReferenceIndex(e));
-    for (let i = 0; i < info.length; i++) {
-      const clip = clipAt(trainClips, i);
-      try {
-        const id = (info[i] as TrainingClipInfo).id;
-        for (const idx of contentIndex.values()) idx.addClip(id, clip);
-        motionIndex.add(id, profile(clip));
-      } finally {
-        clip.dispose();
-      }
-    }
-
     const scoreBatch = (batch: tf.Tensor5D, lab: ReadonlyArray<number | null> | undefined): ClipMemorizationScores[] => {
       const out: ClipMemorizationScores[] = [];
       for (let i = 0; i < batch.shape[0]; i++) {
         const clip = clipAt(batch, i);
         try {
-          const content: Record<string, ContentMatch> = {};
-          for (const [name, idx] of contentIndex) {
-            const r = contentScore(clip, idx, { topK: 1 });
-            const ref = byId.get(String(r.match.referenceId)) as TrainingClipInfo;
-            content[name] = {
-              score: r.score,
-              referenceId: ref.id,
-              referenceGroup: ref.group,
-              generatedFrame: r.match.generatedFrame,
-              referenceFrame: r.match.referenceFrame,
-              memorized: false,
-            };
-          }
-          const m = motionIndex.score(profile(clip), { reading, k, topK: 1 });
-          const ref = m.match ? (byId.get(String(m.match.referenceId)) as TrainingClipInfo) : null;
-          out.push({
-            index: i,
-            label: lab?.[i] ?? null,
-            content,
-            motion: { score: m.score, reason: m.reason, referenceId: ref?.id ?? null, referenceGroup: ref?.group ?? null, memorized: false },
-          });
+          out.push(scorer.score(clip, lab?.[i] ?? null, i));
         } finally {
           clip.dispose();
         }
       }
       return out;
     };
-
     const gen = scoreBatch(generated, labels);
     const ctl = scoreBatch(controls, undefined);
 
     // Thresholds: calibrated on the controls unless given.
     const content: Record<string, number> = {};
-    for (const name of contentIndex.keys()) {
+    for (const name of scorer.embedderNames) {
       const fixed = options.thresholds?.content?.[name];
       content[name] = fixed ?? thresholdAtFpr(ctl.map((c) => (c.content[name] as ContentMatch).score), fprC).threshold;
     }
@@ -248,18 +341,18 @@ export function evaluateVideoMemorization(input: EvaluateVideoMemorizationInput,
       c.motion.memorized = motion !== null && c.motion.score !== null && c.motion.score > motion;
     }
 
-    const dupLabels = new Set(info.filter((r) => r.group === 'duplicated' && r.label !== null).map((r) => r.label as number));
+    const dupLabels = new Set(scorer.groupMembers('duplicated').filter((r) => r.label !== null).map((r) => r.label as number));
     const rates = (flag: (c: ClipMemorizationScores) => string | null): MemorizationRates => {
       const hits = gen.map(flag);
       const copies: Record<TrainingGroup, number> = { duplicated: 0, ordinary: 0 };
       const replicatedIds = new Set<string>();
       for (const id of hits) {
         if (id === null) continue;
-        copies[(byId.get(id) as TrainingClipInfo).group]++;
+        copies[(scorer.clipInfo(id) as TrainingClipInfo).group]++;
         replicatedIds.add(id);
       }
       const frac = (group: TrainingGroup): number => {
-        const members = info.filter((r) => r.group === group);
+        const members = scorer.groupMembers(group);
         return members.length === 0 ? 0 : members.filter((r) => replicatedIds.has(r.id)).length / members.length;
       };
       const share = (sel: (c: ClipMemorizationScores) => boolean): number | null => {
@@ -279,11 +372,11 @@ export function evaluateVideoMemorization(input: EvaluateVideoMemorizationInput,
     };
     const contentRates: Record<string, MemorizationRates> = {};
     const bothRates: Record<string, MemorizationRates> = {};
-    for (const name of contentIndex.keys()) {
+    for (const name of scorer.embedderNames) {
       contentRates[name] = rates((c) => (c.content[name]?.memorized ? (c.content[name] as ContentMatch).referenceId : null));
       bothRates[name] = rates((c) => {
         const m = c.content[name] as ContentMatch;
-        return m.memorized && c.motion.memorized && c.motion.referenceId === m.referenceId ? m.referenceId : null;
+        return m.memorized && motion !== null && m.motionScore !== null && m.motionScore > motion ? m.referenceId : null;
       });
     }
     const motionUndefined: Record<string, number> = {};
@@ -293,11 +386,10 @@ export function evaluateVideoMemorization(input: EvaluateVideoMemorizationInput,
       generated: gen,
       controls: ctl,
       rates: { content: contentRates, motion: rates((c) => (c.motion.memorized ? c.motion.referenceId : null)), contentAndMotion: bothRates },
-      motionMode: mode,
+      motionMode: scorer.mode,
       motionUndefined,
     };
   } finally {
-    for (const idx of contentIndex.values()) idx.dispose();
-    motionIndex.dispose();
+    scorer.dispose();
   }
 }

@@ -10,6 +10,7 @@
  * Everything is seeded; the report carries every number plus wall and CPU time per phase.
  * @module
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -19,6 +20,7 @@ import {
   Generator,
   groupIndices,
   imageGridPng,
+  loadVideoUNetFromFolder,
   makeClipMemorizationSplit,
   makeMovingDigits,
   sampleVideosDDIM,
@@ -87,15 +89,23 @@ export interface VideoStudyConfig {
   evaluation: { contentFpr: number; motionFpr: number; motionMode: MotionMode; ofsK: number };
 }
 
-/** Defaults: 16×16 clips of 8 frames, 2 digits, 5 clips × 100 copies + 200 ordinary + 60 held out, v-prediction. */
+/**
+ * Defaults: 16×16 clips of 8 frames, 2 digits, 5 clips × 100 copies + 200 ordinary + 100 held out,
+ * v-prediction, 8 clips per class (80) with guidance scale 1.5.
+ *
+ * The guidance scale is low on purpose: on this tiny model, w = 3 pushes the samples off the
+ * training clips (grainy, flickering frames; the copies of duplicated clips match their source in a
+ * few frames only and their motion is lost), w = 6 destroys them; w = 1–1.5 keeps whole trajectories
+ * (docs/video-diffusion-study.md, "Diagnosis"). w must stay ≠ 1 for the guidance-magnitude detectors.
+ */
 export const DEFAULT_VIDEO_STUDY_CONFIG: Readonly<VideoStudyConfig> = Object.freeze({
   seed: 0,
   data: { size: 16, numFrames: 8, digitsPerClip: 2, speed: null, source: { kind: 'mnist' } },
-  split: { duplicated: 5, copies: 100, ordinary: 200, heldOut: 60 },
+  split: { duplicated: 5, copies: 100, ordinary: 200, heldOut: 100 },
   model: { blockOutChannels: [16, 32], layersPerBlock: 1, attention: false, temporalConvLayers: 1, normNumGroups: 8, conditional: true },
   train: { steps: 1000, batchSize: 8, learningRate: 2e-3, warmupSteps: 50, classDropout: 0.1, ema: false, predictionType: 'v_prediction' },
   schedule: { numTrainTimesteps: 1000, betaSchedule: 'squaredcos_cap_v2' },
-  sampling: { clipsPerClass: 4, numClips: 40, numInferenceSteps: 25, guidanceScale: 3, detectionSteps: 5, batchSize: 10 },
+  sampling: { clipsPerClass: 8, numClips: 80, numInferenceSteps: 25, guidanceScale: 1.5, detectionSteps: 5, batchSize: 10 },
   evaluation: { contentFpr: 0.02, motionFpr: 0.02, motionMode: 'object', ofsK: 4 },
 } as VideoStudyConfig);
 
@@ -188,6 +198,12 @@ export interface VideoStudyDetection {
   contentCopies: Record<string, DetectionAucs>;
   /** Positives: clips flagged as motion copies (OFS-k). */
   motionCopies: DetectionAucs;
+  /**
+   * Only the clips conditioned on a class with a duplicated clip: motion copies vs the rest of
+   * them — does the magnitude tell *which* generations of a memorized prompt copy the motion,
+   * beyond the class identity that `motionCopies` also rewards? (null for unconditional models)
+   */
+  motionCopiesWithinDuplicatedClasses: DetectionAucs | null;
 }
 
 /** Everything a study run measured. */
@@ -198,7 +214,14 @@ export interface VideoStudyReport {
   dataset: { name: string; clips: number; spec: ClipDataset['spec'] };
   membership: { duplicated: Array<{ id: string; label: number | null; copies: number }>; ordinary: number; heldOut: number; trainingSetSize: number };
   model: { parameters: number; config: Record<string, unknown> };
-  training: { steps: number; lossHistory: Array<{ step: number; loss: number }>; firstLoss: number | null; lastLoss: number | null };
+  training: {
+    steps: number;
+    lossHistory: Array<{ step: number; loss: number }>;
+    firstLoss: number | null;
+    lastLoss: number | null;
+    /** The model folder loaded instead of training ({@link VideoStudyRunOptions.modelDir}), else null. */
+    loadedFrom: string | null;
+  };
   evaluation: VideoMemorizationEvaluation;
   detection: VideoStudyDetection | null;
   timings: { data: PhaseTime; train: PhaseTime; sample: PhaseTime; evaluate: PhaseTime; total: PhaseTime };
@@ -212,6 +235,46 @@ export interface VideoStudyRunOptions {
   outDir?: string;
   /** Progress lines. */
   log?: (message: string) => void;
+  /**
+   * A model folder saved by an earlier run (`<run>/model`): load it instead of training, then sample
+   * and evaluate as usual — to re-run sampling / evaluation (e.g. another guidance scale) without
+   * retraining. The data and split are rebuilt from the config, so the config's `seed`, `data`,
+   * `split` and `model` must be the ones it was trained with: the model's frames, size and class
+   * table are checked, and so is `<run>/membership.json` when present (same duplicated and
+   * ordinary clips, same copies). @throws ConfigError on a mismatch.
+   */
+  modelDir?: string;
+}
+
+/** Clip ids (with their copies) of the duplicated and of the ordinary training clips of a membership. */
+function trainingGroupIds(m: { entries: ReadonlyArray<{ id: string; group: string; copies: number }> }): string {
+  const ids = (g: string): string =>
+    m.entries
+      .filter((e) => e.group === g && e.copies > 0)
+      .map((e) => `${e.id}×${e.copies}`)
+      .sort()
+      .join(',');
+  return `${ids('duplicated')}|${ids('ordinary')}`;
+}
+
+/** Loads `dir` for {@link runVideoMemorizationStudy} and checks it fits the study's data and split. */
+async function loadStudyModel(dir: string, config: VideoStudyConfig, membership: Membership, classes: number): Promise<VideoUNetModel> {
+  const model = await loadVideoUNetFromFolder(dir);
+  const want = { numFrames: config.data.numFrames, sampleSize: config.data.size, numClassEmbeds: config.model.conditional ? classes + 1 : null };
+  const got = { numFrames: model.info.numFrames, sampleSize: model.info.sampleSize, numClassEmbeds: model.info.numClassEmbeds ?? null };
+  if (JSON.stringify(want) !== JSON.stringify(got)) {
+    model.dispose();
+    throw new ConfigError(`video study: the model in ${dir} does not fit the config (model ${JSON.stringify(got)}, config ${JSON.stringify(want)})`, { field: 'modelDir' });
+  }
+  const saved = path.join(path.dirname(path.resolve(dir)), 'membership.json');
+  if (fs.existsSync(saved)) {
+    const m = JSON.parse(fs.readFileSync(saved, 'utf8')) as { entries: Array<{ id: string; group: string; copies: number }> };
+    if (trainingGroupIds(m) !== trainingGroupIds(membership)) {
+      model.dispose();
+      throw new ConfigError(`video study: ${saved} (the model's training split) differs from the split this config builds; use the seed, data and split the model was trained with`, { field: 'modelDir' });
+    }
+  }
+  return model;
 }
 
 function aucs(pos: number[], neg: number[]): DetectorCalibration | null {
@@ -256,6 +319,9 @@ function auditGrid(generated: tf.Tensor5D, training: tf.Tensor5D, matchIndex: nu
  */
 export async function runVideoMemorizationStudy(input: VideoStudyConfigInput = {}, options: VideoStudyRunOptions = {}): Promise<VideoStudyReport> {
   const config = resolveVideoStudyConfig(input);
+  if (options.modelDir !== undefined && options.outDir !== undefined && path.resolve(options.outDir) === path.dirname(path.resolve(options.modelDir))) {
+    throw new ConfigError('video study: write a re-evaluation (modelDir) to another folder than the run that trained the model, or its report would be overwritten', { field: 'outDir' });
+  }
   const log = options.log ?? (() => undefined);
   const total = startTimer();
   const files: string[] = [];
@@ -303,32 +369,46 @@ export async function runVideoMemorizationStudy(input: VideoStudyConfigInput = {
       temporalConvLayers: config.model.temporalConvLayers,
       ...(cond ? { numClassEmbeds: classes + 1 } : {}),
     });
-    model = VideoUNetModel.fromConfig(modelConfig, { seed: config.seed + 2 });
     const scheduler = new DDIMScheduler({
       numTrainTimesteps: config.schedule.numTrainTimesteps,
       betaSchedule: config.schedule.betaSchedule,
       predictionType: config.train.predictionType,
     });
-    log(`model: ${model.paramCount()} parameters; training ${config.train.steps} steps × ${config.train.batchSize} clips`);
-    const trained = await trainVideoDiffusionModel(model, {
-      clips: trainClipsModel,
-      trainIndices,
-      ...(cond ? { labels, classDropout: config.train.classDropout, nullClassId: classes } : {}),
-      alphasCumprod: scheduler.alphasCumprod,
-      predictionType: config.train.predictionType,
-      batchSize: config.train.batchSize,
-      maxSteps: config.train.steps,
-      optimizer: { kind: 'adamw', learningRate: config.train.learningRate, weightDecay: 0 },
-      warmupSteps: config.train.warmupSteps,
-      ema: config.train.ema === false ? false : { decay: config.train.ema },
-      seed: config.seed + 3,
-      logEvery: Math.max(1, Math.floor(config.train.steps / 20)),
-      onProgress: (p) => log(`train: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} (${p.stepsPerSecond.toFixed(2)} steps/s)`),
-    });
-    if (trained.ema) {
-      // Sample with the EMA weights (what diffusers' training scripts export).
-      for (const [k, v] of model.variables) v.assign(trained.ema.shadow.get(k) as tf.Variable);
-      trained.ema.dispose();
+    let training: VideoStudyReport['training'];
+    if (options.modelDir !== undefined) {
+      model = await loadStudyModel(options.modelDir, config, membership, classes);
+      log(`model: ${model.paramCount()} parameters, loaded from ${options.modelDir} (no training)`);
+      training = { steps: 0, lossHistory: [], firstLoss: null, lastLoss: null, loadedFrom: options.modelDir };
+    } else {
+      model = VideoUNetModel.fromConfig(modelConfig, { seed: config.seed + 2 });
+      log(`model: ${model.paramCount()} parameters; training ${config.train.steps} steps × ${config.train.batchSize} clips`);
+      const trained = await trainVideoDiffusionModel(model, {
+        clips: trainClipsModel,
+        trainIndices,
+        ...(cond ? { labels, classDropout: config.train.classDropout, nullClassId: classes } : {}),
+        alphasCumprod: scheduler.alphasCumprod,
+        predictionType: config.train.predictionType,
+        batchSize: config.train.batchSize,
+        maxSteps: config.train.steps,
+        optimizer: { kind: 'adamw', learningRate: config.train.learningRate, weightDecay: 0 },
+        warmupSteps: config.train.warmupSteps,
+        ema: config.train.ema === false ? false : { decay: config.train.ema },
+        seed: config.seed + 3,
+        logEvery: Math.max(1, Math.floor(config.train.steps / 20)),
+        onProgress: (p) => log(`train: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} (${p.stepsPerSecond.toFixed(2)} steps/s)`),
+      });
+      if (trained.ema) {
+        // Sample with the EMA weights (what diffusers' training scripts export).
+        for (const [k, v] of model.variables) v.assign(trained.ema.shadow.get(k) as tf.Variable);
+        trained.ema.dispose();
+      }
+      training = {
+        steps: trained.steps,
+        lossHistory: trained.lossHistory,
+        firstLoss: trained.lossHistory[0]?.loss ?? null,
+        lastLoss: trained.lossHistory[trained.lossHistory.length - 1]?.loss ?? null,
+        loadedFrom: null,
+      };
     }
     const trainTime = timer();
 
@@ -396,7 +476,15 @@ export async function runVideoMemorizationStudy(input: VideoStudyConfigInput = {
         promptLevel: detectionAucs(detScores, genLabels.map((l) => l !== null && dupLabels.has(l))),
         contentCopies,
         motionCopies: detectionAucs(detScores, evaluation.generated.map((g) => g.motion.memorized)),
+        motionCopiesWithinDuplicatedClasses: null,
       };
+      const inDup = genLabels.map((l) => l !== null && dupLabels.has(l));
+      if (inDup.some(Boolean)) {
+        detection.motionCopiesWithinDuplicatedClasses = detectionAucs(
+          detScores.filter((_, i) => inDup[i]),
+          evaluation.generated.filter((_, i) => inDup[i]).map((g) => g.motion.memorized),
+        );
+      }
     }
     const evaluateTime = timer();
 
@@ -412,12 +500,7 @@ export async function runVideoMemorizationStudy(input: VideoStudyConfigInput = {
         trainingSetSize: trainIndices.length,
       },
       model: { parameters: model.paramCount(), config: model.toJSON() },
-      training: {
-        steps: trained.steps,
-        lossHistory: trained.lossHistory,
-        firstLoss: trained.lossHistory[0]?.loss ?? null,
-        lastLoss: trained.lossHistory[trained.lossHistory.length - 1]?.loss ?? null,
-      },
+      training,
       evaluation,
       detection,
       timings: { data: dataTime, train: trainTime, sample: sampleTime, evaluate: evaluateTime, total: total() },
@@ -426,8 +509,11 @@ export async function runVideoMemorizationStudy(input: VideoStudyConfigInput = {
 
     if (options.outDir) {
       const out = options.outDir;
-      await saveVideoUNetToFolder(model, path.join(out, 'model'));
-      files.push(path.join(out, 'model'));
+      // A loaded model stays where it is (the report names it in training.loadedFrom).
+      if (options.modelDir === undefined) {
+        await saveVideoUNetToFolder(model, path.join(out, 'model'));
+        files.push(path.join(out, 'model'));
+      }
       saveMembership(path.join(out, 'membership.json'), membership);
       writeFileAtomicSync(path.join(out, 'dataset.json'), JSON.stringify(ds.spec, null, 1));
       const pixelsOrFirst = Object.keys(evaluation.thresholds.content).includes('pixels') ? 'pixels' : (Object.keys(evaluation.thresholds.content)[0] as string);

@@ -3,10 +3,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import { ConfigError, makeMovingDigits, registerWasmGradKernels, ShapeError, type ClipDataset } from '@diffmem/core';
+import { ConfigError, InputError, makeMovingDigits, registerWasmGradKernels, ShapeError, type ClipDataset } from '@diffmem/core';
 import { MotionAnalyzer, MotionReferenceIndex } from '../../motion.js';
 import { PixelFrameEmbedder } from '../../../embedders/pixel_embedder.js';
 import {
+  ClipMemorizationScorer,
   evaluateVideoMemorization,
   objectMotionProfile,
   resolveVideoStudyConfig,
@@ -125,13 +126,58 @@ describe('evaluateVideoMemorization', () => {
       expect(g?.motion.memorized).toBe(true);
     }
     expect(ev.rates.motion.copies.duplicated).toBe(3);
+    // The copies also move like the clip whose frames they copy; unseen clips do not.
+    for (let i = 0; i < 5; i++) expect(ev.generated[i]?.content['pixels']?.motionScore as number).toBeGreaterThan(ev.thresholds.motion as number);
+    for (let i = 5; i < 10; i++) expect(ev.generated[i]?.content['pixels']?.memorized).toBe(false);
     expect(ev.rates.contentAndMotion['pixels']?.generated).toBeCloseTo(0.5, 5);
+    expect(ev.rates.contentAndMotion['pixels']?.copies).toEqual({ duplicated: 3, ordinary: 2 });
     expect(ev.generated[0]?.label).toBe(labels[0]);
     expect(ev.thresholds.content['copy-descriptor']).toBeGreaterThan(0);
     expect(ev.motionMode).toBe('object');
     expect(tf.memory().numTensors).toBe(before + 3);
     tf.dispose([training, controls, generated, ds.clips]);
     expect(() => evaluateVideoMemorization({ generated: tf.zeros([2, 8, 16, 16]) as unknown as tf.Tensor5D, training: { clips: generated, clipsInfo }, controls })).toThrow(ShapeError);
+  });
+});
+
+describe('ClipMemorizationScorer', () => {
+  it('scores a clip against every training clip, with the motion score against its content match', () => {
+    const ds = makeMovingDigits({ numClips: 6, size: 16, numFrames: 8, digitsPerClip: 2, seed: 11 });
+    const training = tf.tidy(() => tf.slice(ds.clips, [0], [5])) as tf.Tensor5D;
+    const clipsInfo: TrainingClipInfo[] = ds.records.slice(0, 5).map((r, i) => ({ id: r.id, group: i < 2 ? 'duplicated' : 'ordinary', copies: i < 2 ? 5 : 1, label: r.label }));
+    const before = tf.memory().numTensors;
+    const scorer = new ClipMemorizationScorer({ clips: training, clipsInfo }, { embedders: { pixels: new PixelFrameEmbedder() } });
+    expect(scorer.size).toBe(5);
+    expect(scorer.embedderNames).toEqual(['pixels']);
+    const c3 = clipOf(ds, 3);
+    const reversed = tf.reverse(c3, 0) as tf.Tensor4D;
+    const self = scorer.score(c3, 7, 2);
+    expect(self.index).toBe(2);
+    expect(self.label).toBe(7);
+    expect(self.content['pixels']?.referenceId).toBe(ds.records[3]?.id);
+    expect(self.content['pixels']?.score).toBeCloseTo(1, 4);
+    expect(self.content['pixels']?.motionScore).toBeCloseTo(1, 4);
+    expect(self.motion.referenceId).toBe(ds.records[3]?.id);
+    // Played backwards: the same frames (content 1) but the opposite motion.
+    const back = scorer.score(reversed);
+    expect(back.content['pixels']?.score).toBeCloseTo(1, 4);
+    expect(back.content['pixels']?.motionScore as number).toBeLessThan(0.6);
+    tf.dispose([c3, reversed]);
+    scorer.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const one = clipOf(ds, 5);
+    expect(() => scorer.score(one)).toThrow(InputError);
+    one.dispose();
+    // Bad input.
+    expect(() => new ClipMemorizationScorer({ clips: training, clipsInfo: clipsInfo.slice(1) })).toThrow(ShapeError);
+    expect(() => new ClipMemorizationScorer({ clips: training, clipsInfo: clipsInfo.map((c) => ({ ...c, id: 'same' })) })).toThrow(ConfigError);
+    expect(() => new ClipMemorizationScorer({ clips: training, clipsInfo }, { embedders: {} })).toThrow(ConfigError);
+    expect(() => new ClipMemorizationScorer({ clips: training, clipsInfo }, { motion: { mode: 'camera' as never } })).toThrow(ConfigError);
+    const empty = tf.zeros([0, 8, 16, 16, 1]) as tf.Tensor5D;
+    expect(() => new ClipMemorizationScorer({ clips: empty, clipsInfo: [] })).toThrow(ShapeError);
+    empty.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([training, ds.clips]);
   });
 });
 
@@ -145,22 +191,21 @@ describe('runVideoMemorizationStudy', () => {
     expect(() => resolveVideoStudyConfig({ evaluation: { ofsK: 9 } })).toThrow(/ofsK/);
   });
 
-  it('runs end to end on a tiny configuration: report, files, no leaked tensors', async () => {
+  it('runs end to end on a tiny configuration: report, files, no leaked tensors; re-runs from the saved model', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'diffmem-vstudy-'));
+    const dir2 = fs.mkdtempSync(path.join(os.tmpdir(), 'diffmem-vstudy-re-'));
     const before = tf.memory().numTensors;
     const logs: string[] = [];
+    const tiny = {
+      seed: 1,
+      data: { size: 8, numFrames: 6, digitsPerClip: 1 },
+      split: { duplicated: 2, copies: 3, ordinary: 6, heldOut: 4 },
+      model: { blockOutChannels: [8, 16], normNumGroups: 4 },
+      train: { steps: 2, batchSize: 2, warmupSteps: 0 },
+      sampling: { clipsPerClass: 1, numInferenceSteps: 2, detectionSteps: 1, batchSize: 10 },
+    };
     try {
-      const report = await runVideoMemorizationStudy(
-        {
-          seed: 1,
-          data: { size: 8, numFrames: 6, digitsPerClip: 1 },
-          split: { duplicated: 2, copies: 3, ordinary: 6, heldOut: 4 },
-          model: { blockOutChannels: [8, 16], normNumGroups: 4 },
-          train: { steps: 2, batchSize: 2, warmupSteps: 0 },
-          sampling: { clipsPerClass: 1, numInferenceSteps: 2, detectionSteps: 1, batchSize: 10 },
-        },
-        { outDir: dir, log: (m) => logs.push(m) },
-      );
+      const report = await runVideoMemorizationStudy(tiny, { outDir: dir, log: (m) => logs.push(m) });
       expect(tf.memory().numTensors).toBe(before);
       expect(report.training.steps).toBe(2);
       expect(report.membership.duplicated).toHaveLength(2);
@@ -171,6 +216,8 @@ describe('runVideoMemorizationStudy', () => {
       expect(report.detection?.scores).toHaveLength(10);
       expect(report.detection?.promptLevel.positives).toBe(2);
       expect(report.detection?.promptLevel.content?.auc).toBeGreaterThanOrEqual(0);
+      const within = report.detection?.motionCopiesWithinDuplicatedClasses;
+      expect((within?.positives ?? 0) + (within?.negatives ?? 0)).toBe(2);
       expect(report.timings.train.cpuSeconds).toBeGreaterThan(0);
       for (const f of ['model/config.json', 'model/diffusion_pytorch_model.safetensors', 'membership.json', 'dataset.json', 'samples.png', 'report.json']) {
         expect(fs.existsSync(path.join(dir, f))).toBe(true);
@@ -178,8 +225,27 @@ describe('runVideoMemorizationStudy', () => {
       const membership = JSON.parse(fs.readFileSync(path.join(dir, 'membership.json'), 'utf8')) as { entries: Array<{ group: string; copies: number }> };
       expect(membership.entries.filter((e) => e.group === 'duplicated').every((e) => e.copies === 3)).toBe(true);
       expect(logs.some((l) => l.startsWith('train: step 2/2'))).toBe(true);
+      expect(report.training.loadedFrom).toBeNull();
+
+      // Re-run sampling + evaluation from the saved model, with another guidance scale.
+      const again = await runVideoMemorizationStudy({ ...tiny, sampling: { ...tiny.sampling, guidanceScale: 2 } }, { outDir: dir2, modelDir: path.join(dir, 'model') });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(again.training.steps).toBe(0);
+      expect(again.training.loadedFrom).toBe(path.join(dir, 'model'));
+      expect(again.membership).toEqual(report.membership);
+      expect(again.config.sampling.guidanceScale).toBe(2);
+      expect(again.evaluation.generated).toHaveLength(10);
+      expect(fs.existsSync(path.join(dir2, 'report.json'))).toBe(true);
+      expect(fs.existsSync(path.join(dir2, 'model'))).toBe(false);
+      // A config that builds another split, another clip shape, or overwriting the training run: refused.
+      await expect(runVideoMemorizationStudy({ ...tiny, seed: 2 }, { modelDir: path.join(dir, 'model') })).rejects.toThrow(/membership.json/);
+      await expect(runVideoMemorizationStudy({ ...tiny, split: { ...tiny.split, copies: 4 } }, { modelDir: path.join(dir, 'model') })).rejects.toThrow(/membership.json/);
+      await expect(runVideoMemorizationStudy({ ...tiny, data: { ...tiny.data, numFrames: 7 } }, { modelDir: path.join(dir, 'model') })).rejects.toThrow(ConfigError);
+      await expect(runVideoMemorizationStudy(tiny, { outDir: dir, modelDir: path.join(dir, 'model') })).rejects.toThrow(/overwritten/);
+      expect(tf.memory().numTensors).toBe(before);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir2, { recursive: true, force: true });
     }
   });
 });

@@ -11,8 +11,8 @@ import { ProgressBar } from '../progress.js';
 import { sampleShard, type SampleShardArgs, type SampleShardResult } from '../tasks/sample_task.js';
 import type { GlobalFlags } from '../util.js';
 
-/** Options of {@link runSample}. */
-export interface SampleCommandOptions extends GlobalFlags {
+/** The sampling flags `sample` and `sample --amg` share. */
+export interface SamplingFlags extends GlobalFlags {
   model: string;
   n: number;
   steps: number;
@@ -20,8 +20,13 @@ export interface SampleCommandOptions extends GlobalFlags {
   seed: number;
   classLabel?: number;
   guidanceScale?: number;
-  workers: number;
+  /** PNG grid to write. */
   out?: string;
+}
+
+/** Options of {@link runSample}. */
+export interface SampleCommandOptions extends SamplingFlags {
+  workers: number;
 }
 
 /** The compiled task module (only exists in the built package: workers run compiled JS). */

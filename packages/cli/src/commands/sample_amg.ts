@@ -25,8 +25,8 @@ import {
 import { AMG_NL2_THRESHOLDS, nl2, nl2Stats, ReferenceIndex, type Nl2Stats } from '@diffmem/metrics';
 import { AMGPipeline, paperConfig, PixelNl2Similarity, THRESHOLDS, type AMGConfig, type AMGStepLog, type ThresholdSchedule } from '@diffmem/guidance';
 import { trainingReferences } from './audit_nl2.js';
+import type { SamplingFlags } from './sample.js';
 import { ProgressBar } from '../progress.js';
-import type { GlobalFlags } from '../util.js';
 
 /** `--amg-threshold`: the official schedule, a constant λ (σ units: σ = −nL2) or always on. */
 export type AMGThresholdChoice = { kind: 'official' } | { kind: 'constant'; value: number } | { kind: 'always' };
@@ -44,16 +44,7 @@ export function parseAMGThreshold(v: string): AMGThresholdChoice {
 }
 
 /** Options of {@link runSampleAMG}. */
-export interface SampleAMGOptions extends GlobalFlags {
-  model: string;
-  n: number;
-  steps: number;
-  scheduler: 'ddim' | 'ddpm';
-  seed: number;
-  classLabel?: number;
-  guidanceScale?: number;
-  /** PNG grid to write. */
-  out?: string;
+export interface SampleAMGOptions extends SamplingFlags {
   /** Per-step log JSON (default: next to `out`, `<name>.amg-log.json`). */
   log?: string;
   /** G_sim scale (official 100). */

@@ -6,6 +6,7 @@
  * @module
  */
 import { ConfigError, type MembershipGroup } from '@diffmem/core';
+import type { SolidMarkKeymapEntry } from './keymap.js';
 import {
   SOLIDMARK_DELTAS,
   chanceHitProbability,
@@ -15,18 +16,14 @@ import {
   shuffledKeyCounts,
 } from './score.js';
 
-/** Everything measured for one image (the JSON written per image by the audit). */
-export interface SolidMarkImageResult {
+/** Identity of an image being scored: its keymap entry and that entry's index. */
+export interface SolidMarkImageInfo extends SolidMarkKeymapEntry {
   /** Keymap entry index. */
   entry: number;
-  /** Dataset index. */
-  index: number;
-  id: string;
-  label: number | null;
-  group: MembershipGroup;
-  copies: number;
-  /** The image's key(s), display space. */
-  keys: number[];
+}
+
+/** Everything measured for one image (the JSON written per image by the audit). */
+export interface SolidMarkImageResult extends SolidMarkImageInfo {
   /** k̂ of each outpainting (repeat), display space. */
   predictedKeys: number[];
   /** Border standard deviation of each outpainting. */
@@ -39,17 +36,6 @@ export interface SolidMarkImageResult {
   distance: number;
   /** Wall-clock seconds spent on this image (its share of the batch). */
   seconds: number;
-}
-
-/** Identity of an image being scored. */
-export interface SolidMarkImageInfo {
-  entry: number;
-  index: number;
-  id: string;
-  label: number | null;
-  group: MembershipGroup;
-  copies: number;
-  keys: number[];
 }
 
 /** Scores one image's outpaintings against its keys. */

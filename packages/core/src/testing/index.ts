@@ -97,3 +97,21 @@ export function sharedDataDir(): string | null {
 /** Message used when real-data tests are skipped. */
 export const SHARED_DATA_MISSING =
   'skipped: ../shared/data (real test media) is not beside this checkout; set DIFFMEM_SHARED_DATA to run these tests';
+
+/**
+ * A diffusers-style `config.json` object for the smallest UNet2DModel the unit tests use: 8×8,
+ * two levels (8 and 16 channels, attention on the second), one resnet per level, 4 norm groups.
+ * `overrides` replaces or adds any field (e.g. `in_channels`, `num_class_embeds`).
+ */
+export function tinyUNetConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    sample_size: 8,
+    block_out_channels: [8, 16],
+    down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
+    up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
+    layers_per_block: 1,
+    norm_num_groups: 4,
+    attention_head_dim: null,
+    ...overrides,
+  };
+}

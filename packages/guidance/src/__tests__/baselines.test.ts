@@ -1,3 +1,4 @@
+import { tinyUNetConfig } from '@diffmem/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { ConfigError, DDIMPipeline, DDIMScheduler, DDPMScheduler, EmpiricalDenoiser, ShapeError, type ImageBatch } from '@diffmem/core';
@@ -29,19 +30,7 @@ afterAll(() => train.dispose());
 
 const tinyUNet = (numClassEmbeds: number | null, seed = 0): UNet2DModel =>
   UNet2DModel.fromConfig(
-    {
-      _class_name: 'UNet2DModel',
-      sample_size: 8,
-      in_channels: 3,
-      out_channels: 3,
-      block_out_channels: [8, 16],
-      down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-      up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-      layers_per_block: 1,
-      norm_num_groups: 4,
-      attention_head_dim: null,
-      num_class_embeds: numClassEmbeds,
-    },
+    tinyUNetConfig({ _class_name: 'UNet2DModel', in_channels: 3, out_channels: 3, num_class_embeds: numClassEmbeds }),
     { seed },
   );
 

@@ -1,3 +1,4 @@
+import { tinyUNetConfig } from '@diffmem/core/testing';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -159,19 +160,7 @@ test('evaluateModelFolder: a saved class-conditional pipeline folder with member
   const membership = makeMemorizationSplit(ds, { duplicated: 10, copies: 5, ordinary: 20, heldOut: 10, seed: 1 });
   ds.images.dispose();
   const unet = UNet2DModel.fromConfig(
-    {
-      _class_name: 'UNet2DModel',
-      sample_size: 8,
-      in_channels: 3,
-      out_channels: 3,
-      block_out_channels: [8, 16],
-      down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-      up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-      layers_per_block: 1,
-      norm_num_groups: 4,
-      attention_head_dim: null,
-      num_class_embeds: 11,
-    },
+    tinyUNetConfig({ _class_name: 'UNet2DModel', in_channels: 3, out_channels: 3, num_class_embeds: 11 }),
     { seed: 0 },
   );
   await saveUNet2DToFolder(unet, path.join(dir, 'unet'));

@@ -1,3 +1,4 @@
+import { tinyUNetConfig } from '../../testing/index.js';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,16 +10,7 @@ import { loadSafetensorsFile, readSafetensors, saveSafetensorsFile, type Safeten
 import { loadUNet2DFromFolder, readSchedulerConfigFromFolder, saveUNet2DToFolder, UNet2DModel } from '../index.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
-const TINY = {
-  sample_size: 8,
-  block_out_channels: [8, 16],
-  down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-  up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-  layers_per_block: 1,
-  norm_num_groups: 4,
-  attention_head_dim: null,
-  downsample_padding: 0,
-};
+const TINY = tinyUNetConfig({ downsample_padding: 0 });
 const DDPM_SCHEDULER = { _class_name: 'DDPMScheduler', num_train_timesteps: 1000, beta_schedule: 'linear', beta_start: 0.0001, beta_end: 0.02 };
 
 async function expectReject(p: Promise<unknown>, code: string, messagePart?: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { tinyUNetConfig } from '../../testing/index.js';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -29,15 +30,7 @@ const CIFAR10_32 = {
   up_block_types: ['UpBlock2D', 'UpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'],
 };
 
-const TINY = {
-  sample_size: 8,
-  block_out_channels: [8, 16],
-  down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-  up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-  layers_per_block: 1,
-  norm_num_groups: 4,
-  attention_head_dim: null,
-};
+const TINY = tinyUNetConfig();
 const TINY_CLASS = { ...TINY, num_class_embeds: 5 };
 
 function expectError(fn: () => unknown, type: new (...a: never[]) => DiffmemError, code: string, messagePart?: string | RegExp): DiffmemError {

@@ -1,6 +1,7 @@
 // invertImage against known answers: core's EmpiricalDenoiser memorizes its training set
 // perfectly, so training images must invert to a finite (small) KL, images off the training set
 // must stay unreplicated (∞), and duplicated images need the smallest deviation from N(0, I).
+import { tinyUNetConfig } from '@diffmem/core/testing';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -195,20 +196,7 @@ describe('class-conditional models', () => {
 
 describe('gradients reach μ and logvar only', () => {
   test('a UNet2DModel keeps its weights bit for bit while μ moves', async () => {
-    const unet = UNet2DModel.fromConfig(
-      {
-        sample_size: 8,
-        in_channels: 1,
-        out_channels: 1,
-        block_out_channels: [8, 16],
-        down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-        up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-        layers_per_block: 1,
-        norm_num_groups: 4,
-        attention_head_dim: null,
-      },
-      { seed: 1 },
-    );
+    const unet = UNet2DModel.fromConfig(tinyUNetConfig({ in_channels: 1, out_channels: 1 }), { seed: 1 });
     const weightsBefore = new Map([...unet.variables].map(([k, v]) => [k, Float32Array.from(v.dataSync() as Float32Array)]));
     const img = randomImages(1, 5);
     const before = tf.memory().numTensors;

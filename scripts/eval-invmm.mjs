@@ -46,6 +46,9 @@ InvMM settings (default: preset ddpm-cifar10, the official DDPM constants)
 run
   --results DIR          resumable results folder (default: <tmp>/invmm-eval-<name>)
   --workers N            worker threads (default 1 = this thread)
+  --parallel MODE        images (default): one image per worker, best throughput;
+                         samples: one image at a time, its samples split over this
+                         thread + N-1 workers, best latency per image
   --seed S               audit seed (default 0)
   --backend LIST         backend preference (default wasm,cpu)
   --json FILE            also write the evaluation as JSON
@@ -77,6 +80,7 @@ const { values: a } = parseArgs({
     threshold: { type: 'string' },
     results: { type: 'string' },
     workers: { type: 'string', default: '1' },
+    parallel: { type: 'string', default: 'images' },
     seed: { type: 'string', default: '0' },
     backend: { type: 'string', default: 'wasm,cpu' },
     json: { type: 'string' },
@@ -206,6 +210,7 @@ const settings = {
   verification,
 };
 const workers = int('workers') ?? 1;
+if (a.parallel !== 'images' && a.parallel !== 'samples') fail(`--parallel must be images or samples, got ${a.parallel}`);
 const groups = a.groups ? a.groups.split(',') : undefined;
 
 const controller = new AbortController();
@@ -234,6 +239,7 @@ try {
     seed: int('seed') ?? 0,
     resultsDir,
     workers,
+    parallelism: a.parallel,
     modelId: a.empirical ? `empirical:${membershipFile}` : modelRoot,
     signal: controller.signal,
     onProgress: (e) => {
@@ -253,7 +259,7 @@ try {
 }
 
 process.stdout.write(`${invmm.formatInvMMEvaluation(evaluation)}\n`);
-process.stdout.write(`wall clock: ${((performance.now() - t0) / 1000).toFixed(1)} s with ${workers} worker(s) on ${backend.backendName}\n`);
+process.stdout.write(`wall clock: ${((performance.now() - t0) / 1000).toFixed(1)} s with ${workers} worker(s) (parallel ${a.parallel}) on ${backend.backendName}\n`);
 if (a.json) {
   const out = {
     groups: evaluation.groups,
@@ -262,6 +268,7 @@ if (a.json) {
     config: evaluation.config,
     replication: evaluation.replication,
     workers,
+    parallelism: a.parallel,
     records: evaluation.records.map(({ group, record }) => ({
       group,
       id: record.id,

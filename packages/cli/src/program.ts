@@ -37,6 +37,13 @@ const widths = (v: string): number[] => {
   return w;
 };
 
+const attentionLevels = (v: string): number[] => {
+  if (v === 'none') return [];
+  const l = v.split(',').map(Number);
+  if (l.some((x) => !Number.isInteger(x) || x < 0)) throw new InvalidArgumentError(`--attention-levels must be like 1 or 1,2 (0 = full resolution) or none, got "${v}"`);
+  return l;
+};
+
 /** Builds the program (exported for tests and for embedding in other CLIs). */
 export function buildProgram(): Command {
   const program = new Command('diffmem')
@@ -86,6 +93,7 @@ export function buildProgram(): Command {
     .option('--lr <x>', 'learning rate', num('lr'), 1e-3)
     .option('--widths <list>', 'UNet widths per level', widths, [32, 64, 64])
     .option('--layers <n>', 'resnets per level', int('layers'), 1)
+    .option('--attention-levels <list>', 'levels with self-attention, 0 = full resolution, or none (default: 1)', attentionLevels)
     .option('--class-conditional', 'condition on the labels', false)
     .option('--cfg-dropout <p>', 'class dropout for classifier-free guidance', num('cfg-dropout'), 0.1)
     .option('--ema-decay <x>', 'EMA decay', num('ema-decay'), 0.995)
@@ -182,6 +190,7 @@ export function buildProgram(): Command {
     .option('--rms <x>', 'replication test: RMS distance below this', num('rms'), 0.1)
     .option('--groups <list>', 'membership groups: duplicated,ordinary,held-out', parseGroups)
     .option('--workers <n>', 'worker threads', int('workers'), 1)
+    .addOption(new Option('--parallel <mode>', 'spend the workers on images (throughput) or on the samples of one image at a time (latency)').choices(['images', 'samples']).default('images'))
     .option('--seed <n>', 'seed', int('seed', 0), 0)
     .action(
       action(true, async (opts: AuditInvMMCommandOptions, cmd: Command) => {

@@ -6,7 +6,7 @@
  * @module
  */
 import { loadDatasetFromSpec, loadDiffusionPipeline, ConfigError, type MembershipGroup } from '@diffmem/core';
-import { evaluateInvMMOnMembership, formatInvMMEvaluation, type InvMMMembershipEvaluation, type InvMMPresetName } from '@diffmem/metrics';
+import { evaluateInvMMOnMembership, formatInvMMEvaluation, type InvMMMembershipEvaluation, type InvMMParallelism, type InvMMPresetName } from '@diffmem/metrics';
 import { ProgressBar } from '../progress.js';
 import { interruptSignal, type GlobalFlags } from '../util.js';
 
@@ -18,6 +18,11 @@ export interface AuditInvMMCommandOptions extends GlobalFlags {
   preset: InvMMPresetName;
   rms: number;
   workers: number;
+  /**
+   * How `workers` are spent: `'images'` (default) one image per worker — throughput;
+   * `'samples'` one image at a time split across the threads — latency (see `auditInvMM`).
+   */
+  parallel?: InvMMParallelism;
   seed: number;
   /** Membership groups to score (default duplicated, ordinary, held-out). */
   groups?: MembershipGroup[];
@@ -47,6 +52,7 @@ export async function runAuditInvMM(o: AuditInvMMCommandOptions): Promise<{ eval
       seed: o.seed,
       resultsDir: o.results,
       workers: o.workers,
+      ...(o.parallel !== undefined ? { parallelism: o.parallel } : {}),
       ...(pipe.nullClassId !== null ? { nullClassId: pipe.nullClassId } : {}),
       // Class-conditional models invert each image under its own label (from the membership).
       ...(conditional ? { classConditioning: 'given' as const } : {}),

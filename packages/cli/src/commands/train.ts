@@ -42,6 +42,8 @@ export interface TrainCommandOptions extends GlobalFlags {
   lr: number;
   widths: number[];
   layers: number;
+  /** Levels with self-attention (`--attention-levels`; default [1], the second level). */
+  attentionLevels?: number[];
   classConditional: boolean;
   cfgDropout: number;
   emaDecay: number;
@@ -81,6 +83,7 @@ export async function runTrain(o: TrainCommandOptions): Promise<TrainResult & { 
     channels: o.channels,
     blockOutChannels: o.widths,
     layersPerBlock: o.layers,
+    ...(o.attentionLevels ? { attentionLevels: o.attentionLevels } : {}),
     ...(o.classConditional ? { numClassEmbeds: numClasses + (cfg ? 1 : 0) } : {}),
   });
   const unet = UNet2DModel.fromConfig(config, { seed: o.seed });

@@ -45,9 +45,49 @@ export interface SmallUNetOptions {
   layersPerBlock?: number;
   /** Embedding rows for class-conditional models (classes + 1 null row for CFG), else omitted. */
   numClassEmbeds?: number;
-  /** Put self-attention at the second level (default true). */
+  /** Self-attention at all (default true); `false` overrides `attentionLevels`. */
   attention?: boolean;
+  /**
+   * Resolution levels (0 = full resolution) whose down/up blocks carry self-attention (default
+   * [1], the second level, as google/ddpm-cifar10-32). At 32×32 and above, `[widths.length − 1]`
+   * keeps attention at the coarsest level, where its cost is smallest.
+   */
+  attentionLevels?: number[];
   normNumGroups?: number;
+}
+
+/**
+ * Down/up block type names of a small UNet whose `attentionLevels` carry attention (up blocks
+ * mirror the down blocks). Shared by the image and video configs.
+ * @throws ConfigError for a level outside [0, levels).
+ */
+export function smallUNetBlockTypes(levels: number, attentionLevels: readonly number[], dim: '2D' | '3D'): { down: string[]; up: string[] } {
+  for (const l of attentionLevels) {
+    if (!Number.isInteger(l) || l < 0 || l >= levels) {
+      throw new ConfigError(`attention level ${l} does not exist: the UNet has levels 0…${levels - 1}`, { key: 'attentionLevels', value: l });
+    }
+  }
+  const down = Array.from({ length: levels }, (_, i) => (attentionLevels.includes(i) ? `AttnDownBlock${dim}` : `DownBlock${dim}`));
+  const up = [...down].reverse().map((d) => d.replace('Down', 'Up'));
+  return { down, up };
+}
+
+/** The config fields every small diffusers-style UNet of diffmem shares (image and video). */
+export function smallUNetCommonFields(o: Omit<SmallUNetOptions, 'attention' | 'attentionLevels'> & { blockOutChannels: number[] }): Record<string, unknown> {
+  return {
+    sample_size: o.sampleSize,
+    in_channels: o.channels,
+    out_channels: o.channels,
+    block_out_channels: o.blockOutChannels,
+    layers_per_block: o.layersPerBlock ?? 1,
+    attention_head_dim: null,
+    norm_num_groups: o.normNumGroups ?? 8,
+    norm_eps: 1e-6,
+    downsample_padding: 0,
+    flip_sin_to_cos: false,
+    freq_shift: 1,
+    num_class_embeds: o.numClassEmbeds ?? null,
+  };
 }
 
 /**
@@ -60,26 +100,10 @@ export function smallUNetConfig(o: SmallUNetOptions): Record<string, unknown> {
   if (o.sampleSize % 2 ** (levels - 1) !== 0) {
     throw new ConfigError(`sampleSize ${o.sampleSize} must be divisible by ${2 ** (levels - 1)} for ${levels} resolution levels`);
   }
-  const attn = o.attention ?? true;
-  const down = widths.map((_, i) => (attn && i === 1 ? 'AttnDownBlock2D' : 'DownBlock2D'));
-  const up = [...down].reverse().map((d) => d.replace('Down', 'Up'));
-  return {
-    _class_name: 'UNet2DModel',
-    sample_size: o.sampleSize,
-    in_channels: o.channels,
-    out_channels: o.channels,
-    block_out_channels: widths,
-    down_block_types: down,
-    up_block_types: up,
-    layers_per_block: o.layersPerBlock ?? 1,
-    attention_head_dim: null,
-    norm_num_groups: o.normNumGroups ?? 8,
-    norm_eps: 1e-6,
-    downsample_padding: 0,
-    flip_sin_to_cos: false,
-    freq_shift: 1,
-    num_class_embeds: o.numClassEmbeds ?? null,
-  };
+  const { down, up } = smallUNetBlockTypes(levels, o.attention === false ? [] : (o.attentionLevels ?? (levels > 1 ? [1] : [])), '2D');
+  const { attention: _a, attentionLevels: _l, blockOutChannels: _w, ...rest } = o;
+  const common = smallUNetCommonFields({ ...rest, blockOutChannels: widths });
+  return { _class_name: 'UNet2DModel', ...common, down_block_types: down, up_block_types: up };
 }
 
 /** Saves a pipeline folder (atomically per file). */

@@ -70,12 +70,28 @@ export interface AuditInvMMOptions extends InvMMConfigInput {
   workers?: number;
   /** An existing pool to run on (not closed here). */
   pool?: WorkerPool;
+  /**
+   * How the threads are spent (when `workers` > 1 or `pool` is given):
+   * - `'images'` (default, throughput): one image per worker, `workers` images at a time; this
+   *   thread only schedules. No synchronisation: the best images/hour for audits of many images.
+   * - `'samples'` (latency): one image at a time, each inversion's B step samples and n
+   *   verification samples split across S threads — this thread plus `workers − 1` workers (or
+   *   plus every worker of `pool`); see `invertImage`'s `parallel`. For a single image, or fewer
+   *   images than workers. Needs a serialisable model source; the replication test may be in memory.
+   *
+   * Both give the same records up to float32 rounding (a failed check's recorded values can be
+   * truncated at a different round with `stopAtFirstFailure`), so results resume across modes.
+   */
+  parallelism?: InvMMParallelism;
   /** A label for the model in the settings fingerprint (e.g. its folder and checkpoint step). */
   modelId?: string;
   onProgress?: (e: InvMMAuditEvent) => void;
   /** Stops the audit: finished images are kept, images in progress are dropped (recomputed on rerun). */
   signal?: AbortSignal;
 }
+
+/** How {@link auditInvMM} spends its worker threads: see {@link AuditInvMMOptions.parallelism}. */
+export type InvMMParallelism = 'images' | 'samples';
 
 /** What {@link auditInvMM} returns. */
 export interface InvMMAuditResult {
@@ -144,7 +160,7 @@ function readManifest(file: string): Manifest | null {
  */
 export async function auditInvMM(o: AuditInvMMOptions): Promise<InvMMAuditResult> {
   const t0 = performance.now();
-  const { model: _m, images: _i, ids: _d, labels: _l, classConditioning: _cc, nullClassId, softLabelClasses, replication: _r, seed, resultsDir, overwrite, workers, pool: givenPool, modelId, onProgress, signal, ...configInput } = o;
+  const { model: _m, images: _i, ids: _d, labels: _l, classConditioning: _cc, nullClassId, softLabelClasses, replication: _r, seed, resultsDir, overwrite, workers, pool: givenPool, parallelism = 'images', modelId, onProgress, signal, ...configInput } = o;
   const config = resolveInvMMConfig(configInput);
   if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new ConfigError('auditInvMM needs a numeric seed');
   asImageBatch(o.images, 'display', { name: 'images', level: 'full' });
@@ -153,9 +169,15 @@ export async function auditInvMM(o: AuditInvMMOptions): Promise<InvMMAuditResult
   if (ids.length !== n) throw new ShapeError(`got ${ids.length} ids for ${n} images`);
   if (new Set(ids).size !== n) throw new ConfigError('image ids must be unique');
   if (o.labels && o.labels.length !== n) throw new ShapeError(`got ${o.labels.length} labels for ${n} images`);
-  const parallel = givenPool !== undefined || (workers ?? 0) > 1;
+  if (parallelism !== 'images' && parallelism !== 'samples') throw new ConfigError(`parallelism must be 'images' or 'samples', got ${String(parallelism)}`);
+  const multi = givenPool !== undefined || (workers ?? 0) > 1;
+  const parallel = multi && parallelism === 'images';
+  const sharded = multi && parallelism === 'samples';
   if (parallel && (!isSource(o.model) || !isSpec(o.replication))) {
     throw new ConfigError('a parallel audit needs a serialisable model source ({kind: "folder" | "module", …}) and replication spec ({kind: "rms" | "nl2" | "copy-descriptor" | "module", …})');
+  }
+  if (sharded && !isSource(o.model)) {
+    throw new ConfigError('parallelism "samples" needs a serialisable model source ({kind: "folder" | "module", …}) for the workers');
   }
 
   // The model on this thread: for validation (and for the work itself when sequential).
@@ -250,36 +272,43 @@ export async function auditInvMM(o: AuditInvMMOptions): Promise<InvMMAuditResult
     let interrupted = false;
 
     if (!parallel) {
-      for (const i of todo) {
-        if (signal?.aborted) {
-          interrupted = true;
-          break;
-        }
-        const id = ids[i] as string;
-        const image = tf.slice(o.images, [i, 0, 0, 0], [1, -1, -1, -1]);
-        try {
-          const label = labelOf(i);
-          const record = await invertImage(model, image, {
-            ...config,
-            replication: test,
-            seed: invmmImageSeed(seed, id),
-            id,
-            ...(label !== undefined ? { label } : {}),
-            ...(nullClassId !== undefined ? { nullClassId } : {}),
-            ...(softLabelClasses !== undefined ? { softLabelClasses } : {}),
-            ...(signal ? { signal } : {}),
-            onCheck: (check) => onProgress?.({ type: 'check', id, index: i, check }),
-          });
-          save(i, record);
-        } catch (err) {
-          if (err instanceof InvMMAbortedError) {
+      // 'samples': one pool for the whole audit (workers keep their model between images).
+      const samplePool = sharded && todo.length > 0 ? (givenPool ?? new WorkerPool({ size: Math.max(1, (workers ?? 2) - 1) })) : null;
+      try {
+        for (const i of todo) {
+          if (signal?.aborted) {
             interrupted = true;
             break;
           }
-          throw err;
-        } finally {
-          image.dispose();
+          const id = ids[i] as string;
+          const image = tf.slice(o.images, [i, 0, 0, 0], [1, -1, -1, -1]);
+          try {
+            const label = labelOf(i);
+            const record = await invertImage(model, image, {
+              ...config,
+              replication: test,
+              seed: invmmImageSeed(seed, id),
+              id,
+              ...(label !== undefined ? { label } : {}),
+              ...(nullClassId !== undefined ? { nullClassId } : {}),
+              ...(softLabelClasses !== undefined ? { softLabelClasses } : {}),
+              ...(signal ? { signal } : {}),
+              ...(samplePool ? { parallel: { source: o.model as InvMMModelSource, pool: samplePool } } : {}),
+              onCheck: (check) => onProgress?.({ type: 'check', id, index: i, check }),
+            });
+            save(i, record);
+          } catch (err) {
+            if (err instanceof InvMMAbortedError) {
+              interrupted = true;
+              break;
+            }
+            throw err;
+          } finally {
+            image.dispose();
+          }
         }
+      } finally {
+        if (samplePool && samplePool !== givenPool) await samplePool.close();
       }
     } else {
       interrupted = await runParallel(o, todo, ids, labelOf, config, seed, save, givenPool, workers, signal);

@@ -16,3 +16,15 @@ export * from './auc.js';
 export * from './empirical_model.js';
 export * from './evaluate.js';
 export type { InvMMImageTaskArg } from './worker_task.js';
+export * from './executor.js';
+export * from './parallel.js';
+export type {
+  InvMMConditionData,
+  InvMMGradShardData,
+  InvMMGradShardResult,
+  InvMMGradShardTaskArg,
+  InvMMProbeResult,
+  InvMMProbeTaskArg,
+  InvMMSampleShardData,
+  InvMMSampleShardTaskArg,
+} from './shard_task.js';

@@ -16,18 +16,17 @@ import {
   ShapeError,
   ValueRangeError,
   asImageBatch,
-  registerCpuGradKernelFixes,
-  registerWasmGradKernels,
   toGenerator,
   type Generator,
   type ImageBatch,
   type RandomSource,
 } from '@diffmem/core';
+import { LocalInvMMExecutor, type InvMMExecutor, type InvMMExecutorContext } from './executor.js';
 import { checkInvMMModel, type InvMMClassCondition, type InvMMModel } from './model.js';
-import { gumbelSoftmax, invmmScore, klToStandardNormal, reconstructionLoss, reparameterize } from './objective.js';
+import { gumbelSoftmax, invmmScore, klToStandardNormal, reparameterize } from './objective.js';
+import { ShardedInvMMExecutor, type InvMMParallelOptions } from './parallel.js';
 import { resolveInvMMConfig, type InvMMConfig, type InvMMConfigInput } from './presets.js';
 import { describeReplication, replicationPassed, type ReplicationDescriptor, type ReplicationTest } from './replication.js';
-import { sampleVerificationDDIM } from './sampler.js';
 import { AdaptiveKLWeight } from './schedule.js';
 
 /** How an inversion ended. */
@@ -120,6 +119,15 @@ export interface InvertImageOptions extends InvMMConfigInput {
   signal?: AbortSignal;
   /** Called after every verification. */
   onCheck?: (check: InvMMCheck) => void;
+  /**
+   * Spend several threads on this one image (see `parallel.ts`): each step's B samples and each
+   * verification round's samples are split across this thread and worker threads loading
+   * `parallel.source` (which must be this `model`). Same draws, same control flow: the result
+   * equals the single-thread inversion up to float32 rounding, except that with
+   * `verification.stopAtFirstFailure` a round holds S samples (one per thread) instead of
+   * `chunkSize` — only the recorded values of a failed check can differ in length.
+   */
+  parallel?: InvMMParallelOptions;
 }
 
 /**
@@ -212,7 +220,7 @@ export async function invertImage(model: InvMMModel, image: tf.Tensor, options: 
 }
 
 function stripRunOptions(o: InvertImageOptions): InvMMConfigInput {
-  const { replication: _r, seed: _s, id: _i, label: _l, nullClassId: _n, softLabelClasses: _k, signal: _g, onCheck: _c, ...rest } = o;
+  const { replication: _r, seed: _s, id: _i, label: _l, nullClassId: _n, softLabelClasses: _k, signal: _g, onCheck: _c, parallel: _p, ...rest } = o;
   return rest;
 }
 
@@ -223,27 +231,11 @@ interface RunContext extends Omit<InvertImageOptions, 'label'> {
   nullId: number;
 }
 
-let kernelsRegistered = false;
-
-/**
- * Backward passes through conv nets need core's gradient kernels on wasm (tfjs-backend-wasm 4.22
- * lacks Conv2DBackpropFilter and is slow or leaky for others) and its ResizeNearestNeighborGrad
- * fix on cpu. Idempotent.
- */
-function ensureGradKernels(): void {
-  if (kernelsRegistered) return;
-  registerWasmGradKernels();
-  registerCpuGradKernelFixes();
-  kernelsRegistered = true;
-}
-
 async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'display'>, config: InvMMConfig, ctx: RunContext): Promise<InvMMRecord> {
   const t0 = performance.now();
-  ensureGradKernels();
-  const { denoiser, scheduler } = model;
   const [, h, w, c] = targetDisplay.shape;
   const dim = h * w * c;
-  const T = scheduler.numTrainTimesteps;
+  const T = model.scheduler.numTrainTimesteps;
   const B = config.batchSize;
   const K = ctx.soft;
   const gen: Generator = toGenerator(ctx.seed);
@@ -257,9 +249,19 @@ async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'displa
   const mu = zerosVar([1, h, w, c], 'mu');
   const logvar = zerosVar([1, h, w, c], 'logvar');
   const logits = K > 0 ? zerosVar([K], 'class_logits') : null;
-  // variableGrads keys gradients by variable name, so the optimizer's map uses the same keys.
+  // Gradients are keyed by variable name, so the optimizer's map uses the same keys.
   const varList = logits ? [mu, logvar, logits] : [mu, logvar];
   const vars = new Map<string, tf.Variable>(varList.map((v) => [v.name, v]));
+  // The per-step gradient and the verification sampling run here or sharded over threads; the
+  // control flow below is the same either way.
+  const execCtx: InvMMExecutorContext = { model, x0, config, label: ctx.label, soft: K, nullId: ctx.nullId };
+  let executor: InvMMExecutor;
+  try {
+    executor = ctx.parallel ? await ShardedInvMMExecutor.open(execCtx, ctx.parallel) : new LocalInvMMExecutor(execCtx);
+  } catch (err) {
+    tf.dispose([x0, ...varList]);
+    throw err;
+  }
   const adam = new AdamOptimizer({ kind: 'adam', learningRate: config.learningRate, weightDecay: 0 });
   const lambda = new AdaptiveKLWeight(config);
   const checks: InvMMCheck[] = [];
@@ -304,20 +306,10 @@ async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'displa
       const ts: number[] = Array.from({ length: B }, () => gen.randint(T));
       const u = K > 0 ? openUniforms(gen, B * K) : null;
       const lambdaUsed = lambda.lambda;
-      const kept: { p?: tf.Scalar; r?: tf.Scalar } = {};
-      const { value, grads } = tf.variableGrads(() => {
-        const noise = reparameterize(mu, logvar, tf.tensor4d(n, [B, h, w, c]));
-        const condition: InvMMClassCondition =
-          logits && u ? { kind: 'soft', weights: gumbelSoftmax(logits as tf.Variable<tf.Rank.R1>, tf.tensor2d(u, [B, K]), config.gumbelTau) } : ctx.label !== null ? { kind: 'label', label: ctx.label } : { kind: 'none' };
-        const p = reconstructionLoss(denoiser, scheduler, x0, noise, ts, condition);
-        const r = klToStandardNormal(mu, logvar);
-        kept.p = tf.keep(p);
-        kept.r = tf.keep(r);
-        return tf.add(p, tf.mul(r, lambdaUsed)) as tf.Scalar;
-      }, varList);
+      const { grads, pLoss: pT, rLoss: rT } = await executor.lossAndGrads({ mu, logvar, logits }, { noise: n, timesteps: ts, uniforms: u }, lambdaUsed);
       adam.apply(vars, grads);
-      const both = tf.stack([kept.p as tf.Scalar, kept.r as tf.Scalar]);
-      tf.dispose([value, kept.p as tf.Scalar, kept.r as tf.Scalar, ...Object.values(grads)]);
+      const both = tf.stack([pT, rT]);
+      tf.dispose([pT, rT, ...Object.values(grads)]);
       const lossValues = await both.data();
       both.dispose();
       steps = step + 1;
@@ -330,7 +322,7 @@ async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'displa
       }
       const upd = lambda.update(step, pLoss);
       if (upd.checkpoint) {
-        const check = await verify(model, targetDisplay, mu, logvar, logits, gen, config, ctx, test);
+        const check = await verify(executor, targetDisplay, mu, logvar, logits, gen, config, ctx, test);
         const kl = tf.tidy(() => klToStandardNormal(mu, logvar));
         const full: InvMMCheck = {
           step,
@@ -360,6 +352,7 @@ async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'displa
     } else {
       tf.dispose([x0, ...varList]);
       adam.dispose();
+      await executor.close();
       throw err;
     }
   }
@@ -368,6 +361,7 @@ async function runInversion(model: InvMMModel, targetDisplay: ImageBatch<'displa
   } finally {
     tf.dispose([x0, ...varList]);
     adam.dispose();
+    await executor.close();
   }
 }
 
@@ -383,7 +377,7 @@ function openUniforms(gen: Generator, count: number): Float32Array {
 }
 
 async function verify(
-  model: InvMMModel,
+  executor: InvMMExecutor,
   targetDisplay: ImageBatch<'display'>,
   mu: tf.Variable,
   logvar: tf.Variable,
@@ -405,8 +399,8 @@ async function verify(
   const condition: InvMMClassCondition = weights ? { kind: 'soft', weights } : ctx.label !== null ? { kind: 'label', label: ctx.label } : { kind: 'none' };
   const perScale: Array<{ guidanceScale: number; similarities: number[]; passed: boolean }> = [];
   // All n samples at once (official), or in chunks that stop at the first failing sample (the
-  // decision is the same: min ≥ β fails iff some sample fails).
-  const chunk = v.stopAtFirstFailure ? Math.min(v.chunkSize, nS) : nS;
+  // decision is the same: min ≥ β fails iff some sample fails). Sharded: a chunk is S samples.
+  const chunk = v.stopAtFirstFailure ? Math.min(executor.verificationChunkSize(v), nS) : nS;
   try {
     for (const scale of v.guidanceScales) {
       const values: number[] = [];
@@ -418,13 +412,7 @@ async function verify(
         const partCondition: InvMMClassCondition = partWeights ? { kind: 'soft', weights: partWeights } : condition;
         let x: tf.Tensor4D;
         try {
-          x = await sampleVerificationDDIM(model.denoiser, model.scheduler, part, {
-            numInferenceSteps: v.numInferenceSteps,
-            sampler: v.sampler,
-            condition: partCondition,
-            guidanceScale: scale,
-            nullClassId: ctx.nullId,
-          });
+          x = await executor.sample(part, partCondition, scale);
         } finally {
           if (part !== xT) part.dispose();
           if (partWeights && partWeights !== weights) partWeights.dispose();

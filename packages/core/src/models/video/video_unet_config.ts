@@ -11,7 +11,7 @@
  * @module
  */
 import { ConfigError } from '../../errors.js';
-import type { SmallUNetOptions } from '../../training/train_unet.js';
+import { smallUNetBlockTypes, smallUNetCommonFields, type SmallUNetOptions } from '../../training/train_unet.js';
 import { parseUNet2DConfig, type UNet2DConfig, type UNet2DDownBlockType, type UNet2DUpBlockType } from '../unet_2d_config.js';
 
 /** Down block types of the video UNet. */
@@ -188,27 +188,16 @@ export interface SmallVideoUNetOptions extends Omit<SmallUNetOptions, 'blockOutC
 export function smallVideoUNetConfig(o: SmallVideoUNetOptions): Record<string, unknown> {
   const widths = o.blockOutChannels ?? [16, 32];
   const attn = o.attention ?? true;
-  const down = widths.map((_, i) => (attn && i === widths.length - 1 ? 'AttnDownBlock3D' : 'DownBlock3D'));
-  const up = [...down].reverse().map((d) => d.replace('Down', 'Up'));
+  const { down, up } = smallUNetBlockTypes(widths.length, attn ? [widths.length - 1] : [], '3D');
+  const { numFrames, temporalConvLayers, attention: _a, blockOutChannels: _w, ...rest } = o;
   return {
     _class_name: VIDEO_UNET_CLASS_NAME,
-    sample_size: o.sampleSize,
-    num_frames: o.numFrames,
-    in_channels: o.channels,
-    out_channels: o.channels,
-    block_out_channels: widths,
+    ...smallUNetCommonFields({ ...rest, blockOutChannels: widths }),
+    num_frames: numFrames,
     down_block_types: down,
     up_block_types: up,
-    layers_per_block: o.layersPerBlock ?? 1,
-    attention_head_dim: null,
     add_attention: attn,
-    norm_num_groups: o.normNumGroups ?? 8,
-    norm_eps: 1e-6,
-    downsample_padding: 0,
-    flip_sin_to_cos: false,
-    freq_shift: 1,
-    num_class_embeds: o.numClassEmbeds ?? null,
-    temporal_conv_layers: o.temporalConvLayers ?? 2,
+    temporal_conv_layers: temporalConvLayers ?? 2,
     temporal_kernel_size: 3,
     temporal_attention: attn,
     temporal_attention_head_dim: null,

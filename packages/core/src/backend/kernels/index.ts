@@ -12,9 +12,16 @@
  *   to bool also stops storing -2 as 254.)
  * - `BatchMatMul`: the built-in reaches XNNPACK only for untransposed single matrices; matMul
  *   gradients (transposed operands) and attention (batched) ran a ~10x slower scalar loop.
+ * - `SplitV` (the gradient of `concat`, i.e. of the up blocks' skip connections): the built-in
+ *   allocates a subarray per pixel when splitting the last axis.
  *
  * For 'cpu' ({@link registerCpuGradKernelFixes}): `ResizeNearestNeighborGrad`, whose 4.22 built-in
  * is wrong for batch > 1.
+ *
+ * Fused model ops for 'wasm' and 'cpu' ({@link registerFusedOpKernels}, automatic on first use):
+ * `DiffmemGroupNorm`/`DiffmemGroupNormGrad` and `DiffmemSiLU`/`DiffmemSiLUGrad`, new kernels with
+ * analytic gradients that replace ~8 (GroupNorm) and 2 (SiLU) elementwise kernels forward and
+ * ~30 backward; other backends keep the composite ops.
  *
  * ```ts
  * import { registerWasmGradKernels } from '@diffmem/core';
@@ -28,6 +35,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-cpu';
 import { engine, getKernel, registerKernel, unregisterKernel, type KernelConfig } from '@tensorflow/tfjs-core';
 import { batchMatMulWasmConfig } from './batch_mat_mul.js';
+import { splitVWasmConfig } from './split_v.js';
 import { conv2DBackpropFilterWasmConfig } from './conv2d_backprop_filter.js';
 import { conv2DBackpropInputWasmConfig } from './conv2d_backprop_input.js';
 import { castWasmConfig, identityWasmConfig } from './identity.js';
@@ -42,6 +50,7 @@ export { batchMatMulWasm, type BatchMatMulAttrs } from './batch_mat_mul.js';
 export { conv2DBackpropFilterWasm, type Conv2DBackpropFilterAttrs } from './conv2d_backprop_filter.js';
 export { conv2DBackpropInputWasm, type Conv2DBackpropInputAttrs } from './conv2d_backprop_input.js';
 export { unsortedSegmentSumWasm, type UnsortedSegmentSumAttrs } from './unsorted_segment_sum.js';
+export { splitVWasm, type SplitVAttrs } from './split_v.js';
 export { castWasm, identityWasm } from './identity.js';
 export {
   resizeNearestNeighborGradCpu,
@@ -50,6 +59,23 @@ export {
 } from './resize_nearest_neighbor_grad.js';
 export type { ConvGradAttrs, ConvPad } from './conv_geometry.js';
 export { wasmKernelTuning, type WasmKernelTuning } from './wasm_util.js';
+export {
+  DiffmemGroupNorm,
+  DiffmemGroupNormGrad,
+  groupNormCpu,
+  groupNormGradCpu,
+  groupNormGradWasm,
+  groupNormWasm,
+  type GroupNormAttrs,
+} from './group_norm.js';
+export { DiffmemSiLU, DiffmemSiLUGrad, siluCpu, siluGradCpu, siluGradWasm, siluWasm } from './silu.js';
+export {
+  FUSED_OP_GRAD_CONFIGS,
+  FUSED_OP_KERNEL_CONFIGS,
+  fusedKernelAvailable,
+  registerFusedOpKernels,
+  unregisterFusedOpKernels,
+} from './fused_ops.js';
 
 /** The kernel configs {@link registerWasmGradKernels} installs for the 'wasm' backend. */
 export const WASM_GRAD_KERNEL_CONFIGS: readonly KernelConfig[] = [
@@ -60,6 +86,7 @@ export const WASM_GRAD_KERNEL_CONFIGS: readonly KernelConfig[] = [
   identityWasmConfig,
   castWasmConfig,
   batchMatMulWasmConfig,
+  splitVWasmConfig,
 ];
 
 /** The kernel configs {@link registerCpuGradKernelFixes} installs for the 'cpu' backend. */

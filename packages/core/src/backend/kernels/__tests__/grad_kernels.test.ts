@@ -155,7 +155,7 @@ describe('registerWasmGradKernels', () => {
     expect(tf.getKernel('Conv2DBackpropInput', 'wasm').kernelFunc).not.toBe(ours);
     expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeUndefined();
     expect(registerWasmGradKernels().sort()).toEqual(
-      ['BatchMatMul', 'Cast', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'Identity', 'ResizeNearestNeighborGrad', 'UnsortedSegmentSum'],
+      ['BatchMatMul', 'Cast', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'Identity', 'ResizeNearestNeighborGrad', 'SplitV', 'UnsortedSegmentSum'],
     );
     expect(tf.getKernel('Conv2DBackpropInput', 'wasm').kernelFunc).toBe(ours);
   });

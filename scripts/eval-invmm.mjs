@@ -37,7 +37,7 @@ selection
   --labels given|soft|none  class-conditional models: true labels (default) or inverted soft
                          labels; with --empirical, none builds an unconditional model
 InvMM settings (default: preset ddpm-cifar10, the official DDPM constants)
-  --preset NAME          ddpm-cifar10 | ldm-faces | sd
+  --preset NAME          ddpm-cifar10 | ldm-faces | sd | ddpm-cpu | cpu-quick
   --max-steps N --batch-size B --check-every C --lambda-increment D --stall-threshold X
   --verify-steps N --samples N --sampler official|scheduler --guidance LIST (e.g. 1,3)
   --metric rms|nl2|copy-descriptor   replication test (default rms); SSCD is not bundled

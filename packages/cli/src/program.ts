@@ -186,7 +186,7 @@ export function buildProgram(): Command {
     .requiredOption('-m, --model <dir>', 'pipeline or training output folder (with membership.json)')
     .option('--results <dir>', 'per-image records (rerun to resume)', 'invmm-results')
     .option('--per-group <n>', 'images per group', int('per-group'), 4)
-    .addOption(new Option('--preset <name>', 'constants').choices(['ddpm-cifar10', 'ldm-faces', 'sd', 'cpu-quick']).default('cpu-quick'))
+    .addOption(new Option('--preset <name>', 'constants').choices(['ddpm-cifar10', 'ldm-faces', 'sd', 'ddpm-cpu', 'cpu-quick']).default('cpu-quick'))
     .option('--rms <x>', 'replication test: RMS distance below this', num('rms'), 0.1)
     .option('--groups <list>', 'membership groups: duplicated,ordinary,held-out', parseGroups)
     .option('--workers <n>', 'worker threads', int('workers'), 1)

@@ -7,7 +7,14 @@
  * | `ddpm-cifar10` (default) | 32 | 50 | 1e-4 | DDIM η=0, 200 steps, 8 samples | `ddpm/inverion.py` |
  * | `ldm-faces` | 16 | 10 | 5e-4 | DDIM η=0, 50 steps, 8 samples | `latent-diffusion/inversion.py` |
  * | `sd` | 16 | 50 | 1e-3 | DDIM η=0, 50 steps, 8 samples, guidance scales 1…7 | `stable-diffusion-v{1,2}/inversion.py` |
+ * | `ddpm-cpu` (not official) | 16 | 25 | 6.67e-4 | DDIM η=0, 50 steps, 8 samples; 300 steps max | — |
  * | `cpu-quick` (not official) | 8 | 10 | 1e-4 | DDIM η=0, 20 steps, 8 samples; 100 steps max | — |
+ *
+ * `ddpm-cpu` is the DDPM preset on a CPU budget: the official constants except 300 optimisation
+ * steps (not 2000), B = 16 (not 32), a check every 25 steps (not 50) and 50 verification DDIM steps
+ * (not 200); δ is scaled by 2000/300 so that λ can grow as much over the shorter run. It keeps the
+ * duplicated-vs-ordinary ordering that `cpu-quick` loses (docs/evidence.md) at ≤ 60 s per image
+ * for a small 32×32 UNet with `parallel` on 2 cores.
  *
  * `cpu-quick` is diffmem's reduced budget for CPU evidence runs (a small 32×32 UNet on wasm costs
  * ~0.1 CPU-s per sample-pass forward+backward): 16× fewer noise samples per step, 20× fewer
@@ -88,7 +95,7 @@ export interface InvMMConfig {
 }
 
 /** Names of the built-in presets. */
-export type InvMMPresetName = 'ddpm-cifar10' | 'ldm-faces' | 'sd' | 'cpu-quick';
+export type InvMMPresetName = 'ddpm-cifar10' | 'ldm-faces' | 'sd' | 'ddpm-cpu' | 'cpu-quick';
 
 const VERIFY_COMMON = { numSamples: 8, sampler: 'official' as const, guidanceScales: Object.freeze([1]), stopAtFirstFailure: true, chunkSize: 2 };
 
@@ -124,6 +131,14 @@ export const INVMM_PRESETS: Readonly<Record<InvMMPresetName, Readonly<InvMMConfi
     checkEvery: 50,
     lambdaIncrement: 1e-3,
     verification: Object.freeze({ ...VERIFY_COMMON, numInferenceSteps: 50, guidanceScales: Object.freeze([1, 2, 3, 4, 5, 6, 7]) }),
+  }),
+  'ddpm-cpu': Object.freeze({
+    ...COMMON,
+    maxSteps: 300,
+    batchSize: 16,
+    checkEvery: 25,
+    lambdaIncrement: (1e-4 * 2000) / 300,
+    verification: Object.freeze({ ...VERIFY_COMMON, numInferenceSteps: 50 }),
   }),
   'cpu-quick': Object.freeze({
     ...COMMON,

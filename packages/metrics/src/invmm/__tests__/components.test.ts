@@ -31,8 +31,8 @@ describe('presets', () => {
       gumbelTau: 2,
       verification: { numInferenceSteps: 200, numSamples: 8, sampler: 'official', guidanceScales: [1], stopAtFirstFailure: true, chunkSize: 2 },
     });
-    expect(resolveInvMMConfig({ preset: 'ddpm-cpu' })).toMatchObject({ maxSteps: 300, batchSize: 16, checkEvery: 25, stallThreshold: 1e-3, verification: { numInferenceSteps: 50, numSamples: 8, sampler: 'official' } });
-    expect(resolveInvMMConfig({ preset: 'ddpm-cpu' }).lambdaIncrement * 300).toBeCloseTo(INVMM_PRESETS['ddpm-cifar10'].lambdaIncrement * 2000, 12);
+    expect(resolveInvMMConfig({ preset: 'ddpm-cpu' })).toMatchObject({ maxSteps: 225, batchSize: 16, checkEvery: 25, stallThreshold: 1e-3, verification: { numInferenceSteps: 50, numSamples: 8, sampler: 'scheduler' } });
+    expect(resolveInvMMConfig({ preset: 'ddpm-cpu' }).lambdaIncrement).toBeCloseTo((INVMM_PRESETS['ddpm-cifar10'].lambdaIncrement * 2000) / 300, 12);
     expect(resolveInvMMConfig({ preset: 'cpu-quick' })).toMatchObject({ maxSteps: 100, batchSize: 8, checkEvery: 10, verification: { numInferenceSteps: 20, numSamples: 8 } });
     expect(resolveInvMMConfig({ preset: 'ldm-faces' })).toMatchObject({ batchSize: 16, checkEvery: 10, lambdaIncrement: 5e-4, verification: { numInferenceSteps: 50 } });
     expect(INVMM_PRESETS.sd.verification.guidanceScales).toEqual([1, 2, 3, 4, 5, 6, 7]);

@@ -115,3 +115,20 @@ export function tinyUNetConfig(overrides: Record<string, unknown> = {}): Record<
     ...overrides,
   };
 }
+
+/**
+ * `n` reproducible values uniform in [offset − scale, offset + scale) from seed `seed` (mulberry32):
+ * identical on every backend and thread, so a failing comparison reproduces exactly.
+ */
+export function seededUniformArray(n: number, seed: number, scale = 1, offset = 0): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale + offset;
+  }
+  return out;
+}

@@ -14,21 +14,9 @@ import {
   registerWasmGradKernels,
   unregisterFusedOpKernels,
 } from '../../backend/kernels/index.js';
-import { tinyUNetConfig } from '../../testing/index.js';
+import { seededUniformArray, tinyUNetConfig } from '../../testing/index.js';
 import { UNet2DModel } from '../index.js';
 
-function randomArray(n: number, seed: number, scale: number, offset = 0): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale + offset;
-  }
-  return out;
-}
 
 interface Run {
   y: Float32Array;
@@ -46,16 +34,16 @@ function makeModel(): UNet2DModel {
   // Non-trivial γ, β (init is 1, 0), so their gradients and the affine path are exercised.
   let seed = 100;
   for (const [name, v] of model.variables) {
-    if (/norm.*\.(weight|bias)$/.test(name)) v.assign(tf.tensor(randomArray(v.size, seed++, 0.3, name.endsWith('weight') ? 1 : 0), v.shape));
+    if (/norm.*\.(weight|bias)$/.test(name)) v.assign(tf.tensor(seededUniformArray(v.size, seed++, 0.3, name.endsWith('weight') ? 1 : 0), v.shape));
   }
   return model;
 }
 
 async function run(model: UNet2DModel): Promise<Run> {
-  const x = tf.variable(tf.tensor4d(randomArray(B * 8 * 8 * 3, 1, 1), [B, 8, 8, 3]), true, `x_${tf.getBackend()}_${Math.random()}`);
+  const x = tf.variable(tf.tensor4d(seededUniformArray(B * 8 * 8 * 3, 1, 1), [B, 8, 8, 3]), true, `x_${tf.getBackend()}_${Math.random()}`);
   const t = tf.tensor1d([3, 700], 'int32');
   const labels = tf.tensor1d([0, 2], 'int32');
-  const target = tf.tensor4d(randomArray(B * 8 * 8 * 3, 2, 1), [B, 8, 8, 3]);
+  const target = tf.tensor4d(seededUniformArray(B * 8 * 8 * 3, 2, 1), [B, 8, 8, 3]);
   const loss = (): tf.Scalar => tf.mean(tf.square(tf.sub(model.predict(x, t, labels), target)));
   const step = (): Pick<Run, 'dx' | 'dw'> => {
     const { value, grads } = tf.variableGrads(loss, [x, ...model.trainableVariables()]);

@@ -21,20 +21,8 @@ import {
   registerFusedOpKernels,
   unregisterFusedOpKernels,
 } from '../index.js';
+import { seededUniformArray } from '../../../testing/index.js';
 
-/** mulberry32 in [-1, 1), so failures reproduce. */
-function randomArray(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale + offset;
-  }
-  return out;
-}
 
 type Shape4 = [number, number, number, number];
 const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
@@ -113,9 +101,9 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
 
   it.each(GN_CASES)('GroupNorm forward $name: matches the composite and a float64 reference', async (tc) => {
     const [, , , c] = tc.shape;
-    const xv = randomArray(size(tc.shape), 1, tc.scale, tc.offset);
-    const gv = randomArray(c, 2, 0.5, 1);
-    const bv = randomArray(c, 3, 0.5);
+    const xv = seededUniformArray(size(tc.shape), 1, tc.scale, tc.offset);
+    const gv = seededUniformArray(c, 2, 0.5, 1);
+    const bv = seededUniformArray(c, 3, 0.5);
     const x = tf.tensor4d(xv, tc.shape);
     const gamma = tf.tensor1d(gv);
     const beta = tf.tensor1d(bv);
@@ -140,10 +128,10 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
 
   it.each(GN_CASES)('GroupNorm gradients $name: dx, dγ, dβ match the composite\'s autodiff', async (tc) => {
     const [, , , c] = tc.shape;
-    const x = tf.tensor4d(randomArray(size(tc.shape), 11, tc.scale, tc.offset), tc.shape);
-    const gamma = tf.tensor1d(randomArray(c, 12, 0.5, 1));
-    const beta = tf.tensor1d(randomArray(c, 13, 0.5));
-    const weight = tf.tensor4d(randomArray(size(tc.shape), 14), tc.shape); // a non-uniform dy
+    const x = tf.tensor4d(seededUniformArray(size(tc.shape), 11, tc.scale, tc.offset), tc.shape);
+    const gamma = tf.tensor1d(seededUniformArray(c, 12, 0.5, 1));
+    const beta = tf.tensor1d(seededUniformArray(c, 13, 0.5));
+    const weight = tf.tensor4d(seededUniformArray(size(tc.shape), 14), tc.shape); // a non-uniform dy
     const loss = (norm: typeof groupNorm) => (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor): tf.Scalar =>
       tf.sum(tf.mul(norm(xx as tf.Tensor4D, gg, bb, tc.groups, tc.eps), weight));
     const before = tf.memory().numTensors;
@@ -165,10 +153,10 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
     const groups = 2;
     const eps = 1e-3;
     const c = shape[3];
-    const xv = Array.from(randomArray(size(shape), 21));
-    const gv = Array.from(randomArray(c, 22, 0.5, 1));
-    const bv = Array.from(randomArray(c, 23));
-    const wv = Array.from(randomArray(size(shape), 24));
+    const xv = Array.from(seededUniformArray(size(shape), 21));
+    const gv = Array.from(seededUniformArray(c, 22, 0.5, 1));
+    const bv = Array.from(seededUniformArray(c, 23));
+    const wv = Array.from(seededUniformArray(size(shape), 24));
     const f = (xa: number[], ga: number[], ba: number[]): number => {
       const y = groupNormF64(xa, shape, ga, ba, groups, eps);
       let s = 0;
@@ -213,10 +201,10 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
   });
 
   it('SiLU forward and gradient match the composite, incl. extreme inputs', async () => {
-    const xv = randomArray(4 * 8 * 8 * 6, 31, 6);
+    const xv = seededUniformArray(4 * 8 * 8 * 6, 31, 6);
     xv.set([0, -0, 1e-8, -1e-8, 30, -30, 100, -100, 1e4, -1e4, 88.7, -88.7, 1e30, -1e30]);
     const x = tf.tensor4d(xv, [4, 8, 8, 6]);
-    const dyv = randomArray(xv.length, 32);
+    const dyv = seededUniformArray(xv.length, 32);
     const dy = tf.tensor4d(dyv, [4, 8, 8, 6]);
     const before = tf.memory().numTensors;
     const y = silu(x);
@@ -241,7 +229,7 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
   });
 
   it('SiLU gradient matches float64 central differences', async () => {
-    const xv = Array.from(randomArray(40, 41, 5));
+    const xv = Array.from(seededUniformArray(40, 41, 5));
     const x = tf.tensor1d(xv);
     const [dx] = tf.grads((xx: tf.Tensor) => tf.sum(silu(xx)))([x]);
     const h = 1e-6;
@@ -259,7 +247,7 @@ describe.each(BACKENDS)('fused GroupNorm / SiLU on %s', (backend) => {
   });
 
   it('the models run the fused kernels when registered and the composite after unregister', async () => {
-    const x = tf.tensor4d(randomArray(2 * 4 * 4 * 8, 51), [2, 4, 4, 8]);
+    const x = tf.tensor4d(seededUniformArray(2 * 4 * 4 * 8, 51), [2, 4, 4, 8]);
     const gamma = tf.ones([8]);
     const beta = tf.zeros([8]);
     const kernelsOf = async (): Promise<string[]> =>
@@ -337,9 +325,9 @@ describe('a backend without the fused kernels', () => {
     for (const name of [DiffmemGroupNorm, DiffmemGroupNormGrad, DiffmemSiLU, DiffmemSiLUGrad]) tf.unregisterKernel(name, 'nofused');
     expect(await tf.setBackend('nofused')).toBe(true);
     expect(fusedKernelAvailable(DiffmemGroupNorm, 'nofused')).toBe(false);
-    const x = tf.tensor4d(randomArray(2 * 3 * 3 * 4, 61), [2, 3, 3, 4]);
-    const gamma = tf.tensor1d(randomArray(4, 62, 0.5, 1));
-    const beta = tf.tensor1d(randomArray(4, 63));
+    const x = tf.tensor4d(seededUniformArray(2 * 3 * 3 * 4, 61), [2, 3, 3, 4]);
+    const gamma = tf.tensor1d(seededUniformArray(4, 62, 0.5, 1));
+    const beta = tf.tensor1d(seededUniformArray(4, 63));
     const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor): tf.Scalar => tf.sum(tf.square(silu(groupNorm(xx as tf.Tensor4D, gg, bb, 2, 1e-5))));
     const prof = await tf.profile(() => tf.grads(f)([x, gamma, beta]));
     expect(prof.kernelNames).not.toContain(DiffmemGroupNorm);

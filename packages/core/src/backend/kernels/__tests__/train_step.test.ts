@@ -9,22 +9,10 @@ import '@tensorflow/tfjs-backend-wasm';
 // tfjs' gradient functions (tfjs-core alone registers none).
 import '../../gradients.js';
 import { registerCpuGradKernelFixes, registerWasmGradKernels } from '../index.js';
+import { seededUniformArray } from '../../../testing/index.js';
 
 type Params = Record<string, tf.Variable>;
 
-/** mulberry32, so both backends get identical parameters. */
-function values(n: number, seed: number, scale: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
-  return out;
-}
 
 const B = 2, H = 8, C0 = 3, C = 8, C2 = 12, G = 4, T = 16, CLASSES = 5;
 const SPECS: Record<string, number[]> = {
@@ -44,7 +32,7 @@ function makeParams(suffix: string): Params {
     const n = shape.reduce((a, b) => a * b, 1);
     const fanIn = shape.length > 1 ? n / shape[shape.length - 1]! : 1;
     const gain = /^gn.*g$/.test(name);
-    const v = gain ? new Float32Array(n).fill(1) : values(n, seed, 1 / Math.sqrt(fanIn));
+    const v = gain ? new Float32Array(n).fill(1) : seededUniformArray(n, seed, 1 / Math.sqrt(fanIn));
     seed++;
     p[name] = tf.variable(tf.tensor(v, shape), true, `${name}_${suffix}`);
   }
@@ -119,8 +107,8 @@ interface StepResult {
 async function trainStep(backend: 'wasm' | 'cpu'): Promise<StepResult> {
   expect(await tf.setBackend(backend)).toBe(true);
   const p = makeParams(backend);
-  const x = tf.tensor4d(values(B * H * H * C0, 1, 1), [B, H, H, C0]);
-  const target = tf.tensor4d(values(B * H * H * C0, 2, 1), [B, H, H, C0]);
+  const x = tf.tensor4d(seededUniformArray(B * H * H * C0, 1, 1), [B, H, H, C0]);
+  const target = tf.tensor4d(seededUniformArray(B * H * H * C0, 2, 1), [B, H, H, C0]);
   const t = tf.tensor1d([3, 41]);
   const labels = tf.tensor1d([4, 1], 'int32');
   const once = (): { loss: number; grads: Record<string, Float32Array> } => {

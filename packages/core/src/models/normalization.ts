@@ -22,7 +22,8 @@ import { joinName, type ParamRegistry, type ParamSource } from './modeling_utils
  * else {@link groupNormComposite}. Differentiable in x, gamma and beta either way.
  *
  * @param x [N, H, W, C] float32.
- * @param gamma, beta [C] float32.
+ * @param gamma [C] float32 scale γ.
+ * @param beta [C] float32 shift β.
  * @param numGroups G, dividing C.
  * @param eps finite, ≥ 0.
  * @throws ShapeError, DTypeError, ValueRangeError naming the bad argument.

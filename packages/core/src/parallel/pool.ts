@@ -40,17 +40,26 @@ export class WorkerTaskError extends DiffmemError {
 }
 
 /**
- * The compiled worker entry. Under ts-jest/swc the pool module runs from `src/`, where only the
- * TypeScript source exists, so fall back to the package's `dist/` build.
+ * The compiled JS of `file`, a module beside the caller (`fromUrl` = the caller's
+ * `import.meta.url`), as a worker must import it: the file itself when the caller runs compiled,
+ * else its twin under the package's `dist/` (under ts-jest/swc sources run from `src/`, where
+ * only the TypeScript exists).
+ * @param what names the module in the error.
+ * @throws ConfigError when neither exists (the package is not built).
  */
-export function workerScriptUrl(): URL {
-  const here = new URL('./worker.js', import.meta.url);
+export function compiledModuleUrl(fromUrl: string | URL, file: string, what: string): URL {
+  const here = new URL(file, fromUrl);
   if (fs.existsSync(fileURLToPath(here))) return here;
-  const dist = new URL('../../dist/parallel/worker.js', import.meta.url);
-  if (fs.existsSync(fileURLToPath(dist))) return dist;
-  throw new ConfigError(
-    `the worker script is not built (looked for ${fileURLToPath(here)} and ${fileURLToPath(dist)}); run "npm run build" first`,
-  );
+  const i = here.pathname.lastIndexOf('/src/');
+  const dist = i < 0 ? null : new URL(`${here.pathname.slice(0, i)}/dist/${here.pathname.slice(i + 5)}`, here);
+  if (dist && fs.existsSync(fileURLToPath(dist))) return dist;
+  const looked = dist ? `${fileURLToPath(here)} and ${fileURLToPath(dist)}` : fileURLToPath(here);
+  throw new ConfigError(`the ${what} is not built (looked for ${looked}); run "npm run build" first`);
+}
+
+/** The compiled worker entry (see {@link compiledModuleUrl}). */
+export function workerScriptUrl(): URL {
+  return compiledModuleUrl(import.meta.url, './worker.js', 'worker script');
 }
 
 interface Pending {

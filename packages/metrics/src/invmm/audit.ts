@@ -14,13 +14,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
   ShapeError,
   WorkerPool,
   asImageBatch,
+  compiledModuleUrl,
   writeFileAtomicSync,
 } from '@diffmem/core';
 import { InvMMAbortedError, invertImage, type InvMMCheck, type InvMMRecord } from './invert.js';
@@ -120,16 +120,9 @@ function isSpec(r: unknown): r is ReplicationSpec {
   return typeof (r as { score?: unknown })?.score !== 'function' && typeof (r as { kind?: unknown })?.kind === 'string' && ['rms', 'nl2', 'copy-descriptor', 'module'].includes((r as { kind: string }).kind);
 }
 
-/**
- * The compiled worker task. Under jest (sources in `src/`) it falls back to the package's `dist/`
- * build, like core's worker script.
- */
+/** The compiled worker task (its `dist/` build under jest; see core's `compiledModuleUrl`). */
 export function invmmTaskModuleUrl(): URL {
-  const here = new URL('./worker_task.js', import.meta.url);
-  if (fs.existsSync(fileURLToPath(here))) return here;
-  const dist = new URL('../../dist/invmm/worker_task.js', import.meta.url);
-  if (fs.existsSync(fileURLToPath(dist))) return dist;
-  throw new ConfigError(`the InvMM worker task is not built (looked for ${fileURLToPath(here)} and ${fileURLToPath(dist)}); run "npm run build" first`);
+  return compiledModuleUrl(import.meta.url, './worker_task.js', 'InvMM worker task');
 }
 
 interface Manifest {

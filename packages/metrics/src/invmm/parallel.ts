@@ -20,10 +20,8 @@
  * start every worker is probed, and a model that differs from this thread's is refused.
  * @module
  */
-import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, NonFiniteError, WorkerPool, WorkerTaskError } from '@diffmem/core';
+import { ConfigError, NonFiniteError, WorkerPool, WorkerTaskError, compiledModuleUrl } from '@diffmem/core';
 import {
   ensureInvMMGradKernels,
   type InvMMExecutor,
@@ -85,16 +83,9 @@ export function shardRanges(total: number, shards: number): Array<[number, numbe
   return out;
 }
 
-/**
- * The compiled shard tasks. Under jest (sources in `src/`) it falls back to the package's
- * `dist/` build, like the per-image task.
- */
+/** The compiled shard tasks (their `dist/` build under jest; see core's `compiledModuleUrl`). */
 export function invmmShardTaskModuleUrl(): URL {
-  const here = new URL('./shard_task.js', import.meta.url);
-  if (fs.existsSync(fileURLToPath(here))) return here;
-  const dist = new URL('../../dist/invmm/shard_task.js', import.meta.url);
-  if (fs.existsSync(fileURLToPath(dist))) return dist;
-  throw new ConfigError(`the InvMM shard task is not built (looked for ${fileURLToPath(here)} and ${fileURLToPath(dist)}); run "npm run build" first`);
+  return compiledModuleUrl(import.meta.url, './shard_task.js', 'InvMM shard task');
 }
 
 /** A worker failure as a typed error: non-finite samples stay {@link NonFiniteError} (status `'non-finite'`), the rest name the shard. */

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WorkerPool, WorkerTaskError } from '../pool.js';
+import { ConfigError } from '../../errors.js';
+import { WorkerPool, WorkerTaskError, compiledModuleUrl, workerScriptUrl } from '../pool.js';
 
 const task = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'task.mjs');
 
@@ -37,5 +38,18 @@ describe('WorkerPool', () => {
     await expect(pool.run({ module: task, fn: 'nope', arg: null })).rejects.toThrow(/no exported function "nope"/);
     const r = await pool.run<{ value: number }>({ module: task, fn: 'sumOfSquares', arg: { n: 10, seed: 1 } });
     expect(r.value).toBeGreaterThan(0);
+  });
+});
+
+describe('compiledModuleUrl', () => {
+  it('finds the dist/ twin of a module when the caller runs from src/', () => {
+    const url = workerScriptUrl();
+    expect(fileURLToPath(url)).toMatch(/[\\/]dist[\\/]parallel[\\/]worker\.js$/);
+  });
+
+  it('names the module and both places looked at when it is not built', () => {
+    const call = (): URL => compiledModuleUrl(import.meta.url, './no_such_task.js', 'test task');
+    expect(call).toThrow(ConfigError);
+    expect(call).toThrow(/the test task is not built \(looked for .*src.*no_such_task\.js and .*dist.*no_such_task\.js\)/);
   });
 });
